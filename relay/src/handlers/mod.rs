@@ -1,0 +1,276 @@
+//! Event dispatch: one place maps each queued event to its handler and answers refusals.
+
+mod disconnect;
+mod join;
+mod message;
+mod operators_list;
+mod typing;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::{FromMessageParts, Value};
+use socketioxide::socket::Socket;
+use socketioxide::{BroadcastError, SendError, SocketError};
+use tracing::debug;
+
+use crate::metrics::Metrics;
+use crate::protocol::{
+    ErrorCode, MessageAck, RATE_LIMIT_MESSAGE, RateLimitExceeded, RelayError, event,
+};
+use crate::server::Relay;
+use crate::session::{Adapter, Inbound, Role, Session, SessionState};
+
+/// Everything a handler needs about the event it handles.
+pub(crate) struct Ctx<'a> {
+    pub relay: &'a Relay,
+    pub session: &'a Session,
+    pub socket: SocketRef<Adapter>,
+    pub sid: String,
+    pub event: &'a str,
+    ack: Mutex<Option<AckSender<Adapter>>>,
+}
+
+/// Why an event was not relayed, and so what the sender gets back.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// `relayError{event, code, message}`.
+    Error { code: ErrorCode, message: String },
+    /// `rateLimitExceeded{message, retryAfterMs}`.
+    RateLimited { retry_after: Duration },
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a handler returns: `Ok(Some(id))` acks a relayed message with its id.
+pub(crate) type Outcome = Result<Option<String>, Refusal>;
+
+/// Handles one queued item of `session`.
+pub(crate) async fn dispatch(
+    session: &Session,
+    relay: &Relay,
+    state: &mut SessionState,
+    socket: &Arc<Socket<Adapter>>,
+    item: Inbound,
+) {
+    let (name, mut data, ack) = match item {
+        Inbound::Event { name, data, ack } => (name, data, ack),
+        Inbound::Oversized { name, size } => {
+            relay.metrics.oversized.inc();
+            let ctx = Ctx::new(relay, session, socket, &name, None);
+            let limit = relay.config.max_payload_bytes;
+            ctx.refuse(Refusal::new(
+                ErrorCode::PayloadTooLarge,
+                format!("event of {size} bytes is over the {limit}-byte limit"),
+            ));
+            return;
+        }
+        Inbound::Disconnect { reason, defer } => {
+            let ctx = Ctx::new(relay, session, socket, "disconnect", None);
+            disconnect::handle(&ctx, state, reason).await;
+            defer(socket.clone());
+            return;
+        }
+    };
+    let ctx = Ctx::new(relay, session, socket, &name, ack);
+    let outcome = route(&ctx, state, socket, &mut data).await;
+    match outcome {
+        Ok(message_id) => {
+            ctx.ack(&MessageAck {
+                message_id,
+                ..MessageAck::default()
+            });
+        }
+        Err(refusal) => ctx.refuse(refusal),
+    }
+}
+
+async fn route(
+    ctx: &Ctx<'_>,
+    state: &mut SessionState,
+    socket: &Arc<Socket<Adapter>>,
+    data: &mut Value,
+) -> Outcome {
+    if ctx.event == event::JOIN {
+        return join::handle(ctx, state, decode(socket, data)?).await;
+    }
+    let role = state.role.clone();
+    match (ctx.event, role) {
+        (
+            event::OPERATOR_MESSAGE
+            | event::CLIENT_MESSAGE
+            | event::OPERATOR_TYPING
+            | event::CLIENT_TYPING
+            | event::GET_CONNECTED_OPERATORS,
+            Role::Unjoined,
+        ) => Err(Refusal::new(ErrorCode::NotJoined, "send join first")),
+        (event::OPERATOR_MESSAGE, Role::Operator(who)) => {
+            message::from_operator(ctx, state, &who, decode(socket, data)?).await
+        }
+        (event::CLIENT_MESSAGE, Role::Client) => {
+            message::from_client(ctx, state, decode(socket, data)?).await
+        }
+        (event::OPERATOR_TYPING, Role::Operator(_)) => {
+            typing::from_operator(ctx, state, decode(socket, data)?).await
+        }
+        (event::CLIENT_TYPING, Role::Client) => {
+            typing::from_client(ctx, state, decode(socket, data)?).await
+        }
+        (event::GET_CONNECTED_OPERATORS, Role::Operator(_)) => operators_list::handle(ctx),
+        (
+            event::OPERATOR_MESSAGE
+            | event::CLIENT_MESSAGE
+            | event::OPERATOR_TYPING
+            | event::CLIENT_TYPING
+            | event::GET_CONNECTED_OPERATORS,
+            _,
+        ) => Err(Refusal::new(
+            ErrorCode::Forbidden,
+            "this role may not send this event",
+        )),
+        (other, _) => Err(Refusal::new(
+            ErrorCode::InvalidPayload,
+            format!("unknown event {other:?}"),
+        )),
+    }
+}
+
+/// Decodes the event's first argument.
+fn decode<T: DeserializeOwned>(
+    socket: &Arc<Socket<Adapter>>,
+    data: &mut Value,
+) -> Result<T, Refusal> {
+    let TryData(result) = match TryData::<T>::from_message_parts(socket, data, &None) {
+        Ok(d) => d,
+        Err(never) => match never {},
+    };
+    result.map_err(|e| Refusal::new(ErrorCode::InvalidPayload, format!("bad payload: {e}")))
+}
+
+impl<'a> Ctx<'a> {
+    fn new(
+        relay: &'a Relay,
+        session: &'a Session,
+        socket: &Arc<Socket<Adapter>>,
+        event: &'a str,
+        ack: Option<AckSender<Adapter>>,
+    ) -> Self {
+        Self {
+            relay,
+            session,
+            socket: SocketRef::from(socket.clone()),
+            sid: socket.id.to_string(),
+            event,
+            ack: Mutex::new(ack),
+        }
+    }
+
+    /// Answers a refusal (and acks negatively when an ack was asked for).
+    ///
+    /// A refused operator token also ends the connection.
+    pub fn refuse(&self, refusal: Refusal) {
+        match refusal {
+            Refusal::Error { code, message } => {
+                debug!(sid = %self.sid, event = self.event, %code, "refused");
+                self.relay.metrics.error(code);
+                self.ack(&MessageAck {
+                    error: Some(code),
+                    ..MessageAck::default()
+                });
+                let payload = RelayError {
+                    event: self.event.to_owned(),
+                    code,
+                    message,
+                };
+                self.emit(event::RELAY_ERROR, &payload);
+                if code == ErrorCode::Unauthorized {
+                    let _ = self.socket.clone().disconnect();
+                }
+            }
+            Refusal::RateLimited { retry_after } => {
+                debug!(sid = %self.sid, event = self.event, "rate limited");
+                self.relay.metrics.rate_limited_messages.inc();
+                let retry_after_ms = u64::try_from(retry_after.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                self.ack(&MessageAck {
+                    retry_after_ms: Some(retry_after_ms),
+                    ..MessageAck::default()
+                });
+                let payload = RateLimitExceeded {
+                    message: RATE_LIMIT_MESSAGE.to_owned(),
+                    retry_after_ms,
+                };
+                self.emit(event::RATE_LIMIT_EXCEEDED, &payload);
+            }
+        }
+    }
+
+    fn ack(&self, ack: &MessageAck) {
+        let sender = self
+            .ack
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(sender) = sender {
+            let _ = sender.send(ack);
+        }
+    }
+
+    /// Emits to this socket only, counting a full buffer as a drop.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) {
+        if let Err(e) = self.socket.emit(event, data) {
+            count_send_error(&self.relay.metrics, &e);
+        }
+    }
+
+    /// Emits to every socket in `room` but this one.
+    pub async fn to_room_but_me<T: Serialize + ?Sized>(
+        &self,
+        room: &'static str,
+        event: &str,
+        data: &T,
+    ) {
+        let result = self.socket.to(room).emit(event, data).await;
+        count_broadcast_error(&self.relay.metrics, result);
+    }
+
+    /// Emits to every socket in `room` (a socket's own id names a room holding just it).
+    pub async fn to_room<T: Serialize + ?Sized>(&self, room: String, event: &str, data: &T) {
+        let result = self.relay.io.to(room).emit(event, data).await;
+        count_broadcast_error(&self.relay.metrics, result);
+    }
+}
+
+fn count_send_error(metrics: &Metrics, e: &SendError) {
+    match e {
+        SendError::Socket(SocketError::InternalChannelFull) => {
+            metrics.emit_dropped.inc();
+        }
+        other => debug!(error = %other, "emit failed"),
+    }
+}
+
+fn count_broadcast_error(metrics: &Metrics, result: Result<(), BroadcastError>) {
+    match result {
+        Ok(()) => {}
+        Err(BroadcastError::Socket(errors)) => {
+            for e in errors {
+                if matches!(e, SocketError::InternalChannelFull) {
+                    metrics.emit_dropped.inc();
+                }
+            }
+        }
+        Err(other) => debug!(error = %other, "broadcast failed"),
+    }
+}

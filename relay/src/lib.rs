@@ -1,0 +1,24 @@
+//! Reference relay for multi-operator support chat: a Socket.IO v4 server implementing
+//! `shared/PROTOCOL.md`, secure by default (JWT operators, scoped fan-out, rate limits,
+//! sanitizing, size limits), with per-socket ordering and Prometheus metrics.
+//!
+//! Embed it with [`serve`]; the `relay` binary wraps it with flags and signals.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+mod handlers;
+mod http;
+pub mod images;
+pub mod metrics;
+pub mod presence;
+pub mod protocol;
+pub mod ratelimit;
+pub mod sanitize;
+mod server;
+mod session;
+
+pub use config::{Config, ConfigError};
+pub use http::Health;
+pub use server::{DRAIN_TIMEOUT, HARD_FRAME_FACTOR, Relay, ServeError, serve};
+pub use session::MAX_QUEUED_EVENTS;

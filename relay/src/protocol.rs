@@ -1,0 +1,437 @@
+//! The chat protocol on the wire: every event name, payload and `relayError` code (serde only, no I/O).
+//!
+//! Field names follow `shared/PROTOCOL.md` (camelCase, as the existing frontend speaks).
+//! Inbound payloads ignore unknown fields, so legacy frontends that still send
+//! `operatorId`/`operatorName` keep working: the relay stamps identity from the token.
+
+use serde::{Deserialize, Serialize};
+
+/// Event names, client → server and server → client.
+pub mod event {
+    /// Client → server: join as operator or client (once per socket).
+    pub const JOIN: &str = "join";
+    /// Client → server: an operator writes to a visitor.
+    pub const OPERATOR_MESSAGE: &str = "operatorMessage";
+    /// Client → server: a visitor writes to the operators.
+    pub const CLIENT_MESSAGE: &str = "clientMessage";
+    /// Both directions: an operator's typing indicator.
+    pub const OPERATOR_TYPING: &str = "operatorTyping";
+    /// Both directions: a visitor's typing indicator.
+    pub const CLIENT_TYPING: &str = "clientTyping";
+    /// Client → server: an operator asks who is online.
+    pub const GET_CONNECTED_OPERATORS: &str = "getConnectedOperators";
+
+    /// Server → client: an operator's message, to the addressed visitor.
+    pub const INCOMING_OPERATOR_MESSAGE: &str = "incomingOperatorMessage";
+    /// Server → client: an operator's message, to every other operator socket.
+    pub const OPERATOR_MESSAGE_BROADCAST: &str = "operatorMessageBroadcast";
+    /// Server → client: a visitor's message, to the operators.
+    pub const INCOMING_MESSAGE: &str = "incomingMessage";
+    /// Server → client: a visitor joined, to the operators.
+    pub const NEW_CHAT: &str = "newChat";
+    /// Server → client: a visitor left, to the operators.
+    pub const CHAT_ENDED: &str = "chatEnded";
+    /// Server → client: an operator's first socket joined, to the other operators.
+    pub const OPERATOR_CONNECTED: &str = "operatorConnected";
+    /// Server → client: an operator's last socket left, to the other operators.
+    pub const OPERATOR_DISCONNECTED: &str = "operatorDisconnected";
+    /// Server → client: answer to `getConnectedOperators`.
+    pub const CONNECTED_OPERATORS_LIST: &str = "connectedOperatorsList";
+    /// Server → client: the sender went over its message budget.
+    pub const RATE_LIMIT_EXCEEDED: &str = "rateLimitExceeded";
+    /// Server → client: the sender's last event was refused.
+    pub const RELAY_ERROR: &str = "relayError";
+}
+
+/// Which side of the chat a socket is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A support agent, authenticated by JWT.
+    Operator,
+    /// A website visitor, anonymous.
+    Client,
+}
+
+/// `join` payload. `role` is kept as a string so an unknown role is a clear error.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRequest {
+    /// `"operator"` or `"client"`.
+    pub role: String,
+    /// Operator display name (ignored: the token's `name` claim wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Operator id claimed by the frontend (ignored: the token's `sub` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_id: Option<u64>,
+    /// Operator JWT, when it did not come in the handshake `auth` object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Visitor display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// Handshake `auth` object (`io(url, { auth: { token } })`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HandshakeAuth {
+    /// Operator JWT.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// Kind of chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    /// Plain text in `message`.
+    Text,
+    /// A base64 image in `image`, with `mimeType` and `name`.
+    Image,
+}
+
+/// Body shared by `operatorMessage` and `clientMessage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageBody {
+    /// Text or image.
+    #[serde(rename = "type")]
+    pub kind: MessageKind,
+    /// Text content (`type: "text"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Image as a data URL or bare base64 (`type: "image"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Image MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Image size claimed by the sender (the relay reports the decoded size instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// `operatorMessage` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorMessage {
+    /// The visitor's socket id (`clientId` from `newChat`).
+    pub to: String,
+    /// The message itself.
+    #[serde(flatten)]
+    pub body: MessageBody,
+}
+
+/// `operatorTyping` payload sent by an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorTypingRequest {
+    /// The visitor's socket id.
+    pub to: String,
+    /// Typing or stopped.
+    pub is_typing: bool,
+}
+
+/// `clientTyping` payload sent by a visitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTypingRequest {
+    /// Typing or stopped.
+    pub is_typing: bool,
+}
+
+/// `incomingOperatorMessage`, to the addressed visitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IncomingOperatorMessage {
+    /// The sending operator socket's id.
+    pub from: String,
+    /// Text or image.
+    #[serde(rename = "type")]
+    pub kind: MessageKind,
+    /// Sanitized text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Image data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Image MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Relay-assigned unique id.
+    pub message_id: String,
+    /// ISO-8601 relay time.
+    pub timestamp: String,
+}
+
+/// `operatorMessageBroadcast`, to every other operator socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorMessageBroadcast {
+    /// The visitor the message went to.
+    pub client_id: String,
+    /// Sender, from its token.
+    pub operator_id: u64,
+    /// Sender's name, from its token.
+    pub operator_name: String,
+    /// The message as the supervising frontend shows it.
+    pub message: BroadcastMessage,
+}
+
+/// The `message` object inside `operatorMessageBroadcast`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BroadcastMessage {
+    /// Always `"operator"`.
+    pub from: String,
+    /// Sanitized text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Image data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Image file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// ISO-8601 relay time.
+    pub timestamp: String,
+    /// Sender, from its token.
+    pub operator_id: u64,
+    /// Sender's name, from its token.
+    pub operator_name: String,
+    /// Relay-assigned unique id.
+    pub message_id: String,
+}
+
+/// `incomingMessage`, a visitor's message to the operators.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IncomingMessage {
+    /// The visitor's socket id.
+    pub from: String,
+    /// Text or image.
+    #[serde(rename = "type")]
+    pub kind: MessageKind,
+    /// Sanitized text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Image data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image file name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Image MIME type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// Decoded image size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Relay-assigned unique id.
+    pub message_id: String,
+    /// ISO-8601 relay time.
+    pub timestamp: String,
+}
+
+/// `newChat`, a visitor joined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewChat {
+    /// The visitor's socket id, the `to` of later operator messages.
+    pub client_id: String,
+    /// Sanitized visitor name.
+    pub username: String,
+}
+
+/// `chatEnded`, a visitor left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatEnded {
+    /// The visitor's socket id.
+    pub client_id: String,
+}
+
+/// `operatorConnected` / `operatorDisconnected`, and each entry of `connectedOperatorsList`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorInfo {
+    /// Operator id, from the token's `sub`.
+    pub operator_id: u64,
+    /// Operator name, from the token's `name` claim.
+    pub name: String,
+}
+
+/// `clientTyping` as the operators receive it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientTyping {
+    /// The visitor's socket id.
+    pub from: String,
+    /// Typing or stopped.
+    pub is_typing: bool,
+}
+
+/// `operatorTyping` as the visitor receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorTyping {
+    /// Typing or stopped.
+    pub is_typing: bool,
+}
+
+/// Text of every `rateLimitExceeded`.
+pub const RATE_LIMIT_MESSAGE: &str = "Too many messages";
+
+/// `rateLimitExceeded`, to the sender of a message over budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitExceeded {
+    /// Always [`RATE_LIMIT_MESSAGE`].
+    pub message: String,
+    /// How long until the next message would be accepted.
+    pub retry_after_ms: u64,
+}
+
+/// Why the relay refused an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Missing, malformed, badly signed or expired operator token.
+    Unauthorized,
+    /// The socket's role may not send this event, or it joined twice.
+    Forbidden,
+    /// Wrong types, missing fields, unknown role or event, bad image.
+    InvalidPayload,
+    /// `to` names no connected visitor.
+    UnknownClient,
+    /// The event or image is over the configured size limit.
+    PayloadTooLarge,
+    /// The socket sent something other than `join` before joining.
+    NotJoined,
+}
+
+impl ErrorCode {
+    /// Every code, for metrics and documentation.
+    pub const ALL: [ErrorCode; 6] = [
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::InvalidPayload,
+        ErrorCode::UnknownClient,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::NotJoined,
+    ];
+
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidPayload => "invalid_payload",
+            ErrorCode::UnknownClient => "unknown_client",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotJoined => "not_joined",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `relayError`, to the sender of a refused event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayError {
+    /// The refused event's name.
+    pub event: String,
+    /// Machine-readable reason.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// Acknowledgement the relay sends when a message event carried a Socket.IO ack id.
+///
+/// An addition to the guide (old frontends never ask for acks): it lets a load generator
+/// learn the relay's `messageId` and measure service time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageAck {
+    /// Set when the message was relayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Set when it was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorCode>,
+    /// Set when it was over the rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Image MIME types the relay accepts.
+pub const IMAGE_MIME_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn operator_message_accepts_legacy_identity_fields() {
+        let raw = json!({"to": "abc", "type": "text", "message": "hi",
+                         "operatorId": 9, "operatorName": "Mallory"});
+        let msg: OperatorMessage = serde_json::from_value(raw).expect("legacy payload parses");
+        assert_eq!(msg.to, "abc");
+        assert_eq!(msg.body.kind, MessageKind::Text);
+        assert_eq!(msg.body.message.as_deref(), Some("hi"));
+    }
+
+    #[test]
+    fn broadcast_serializes_with_guide_field_names() {
+        let b = OperatorMessageBroadcast {
+            client_id: "c".into(),
+            operator_id: 7,
+            operator_name: "Ann".into(),
+            message: BroadcastMessage {
+                from: "operator".into(),
+                text: Some("x".into()),
+                image: None,
+                mime_type: None,
+                name: None,
+                timestamp: "t".into(),
+                operator_id: 7,
+                operator_name: "Ann".into(),
+                message_id: "m".into(),
+            },
+        };
+        let v = serde_json::to_value(&b).expect("serializes");
+        assert_eq!(v["clientId"], "c");
+        assert_eq!(v["operatorName"], "Ann");
+        assert_eq!(v["message"]["messageId"], "m");
+        assert!(v["message"].get("image").is_none());
+    }
+
+    #[test]
+    fn error_codes_match_protocol_strings() {
+        for code in ErrorCode::ALL {
+            let v = serde_json::to_value(code).expect("serializes");
+            assert_eq!(v, code.as_str());
+        }
+    }
+
+    #[test]
+    fn unknown_message_kind_is_rejected() {
+        let raw = json!({"type": "video", "message": "x"});
+        assert!(serde_json::from_value::<MessageBody>(raw).is_err());
+    }
+}
