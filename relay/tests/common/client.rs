@@ -26,6 +26,7 @@ pub struct Client {
     events: mpsc::UnboundedReceiver<Received>,
     acks: Acks,
     next_ack: u64,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Why a connection attempt failed.
@@ -105,7 +106,7 @@ impl Client {
         };
 
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(msg) = out_rx.recv().await {
                 if sink.send(msg).await.is_err() {
                     break;
@@ -117,7 +118,7 @@ impl Client {
         let acks: Acks = Arc::default();
         let reader_acks = acks.clone();
         let pong = out_tx.clone();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let Message::Text(text) = msg else { continue };
                 let text = text.as_str();
@@ -164,6 +165,7 @@ impl Client {
             events: ev_rx,
             acks,
             next_ack: 0,
+            tasks: vec![writer, reader],
         })
     }
 
@@ -201,6 +203,14 @@ impl Client {
             .await
             .unwrap_or_else(|_| panic!("socket {} received nothing within {WAIT:?}", self.sid))
             .expect("reader alive")
+    }
+
+    /// Next event if one arrives within `within`.
+    pub async fn recv_within(&mut self, within: Duration) -> Option<Received> {
+        tokio::time::timeout(within, self.events.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Next event, which must be `name`; returns its data.
@@ -243,9 +253,19 @@ impl Client {
         );
     }
 
-    /// Closes the WebSocket.
-    pub fn close(self) {
+    /// Closes the WebSocket gracefully (close frame).
+    pub fn close(mut self) {
         let _ = self.out.send(Message::Close(None));
+        self.tasks.clear(); // detach: let the writer send the close frame
+    }
+}
+
+/// Dropping a client cuts its TCP connection without a close frame.
+impl Drop for Client {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
