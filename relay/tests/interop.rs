@@ -1,0 +1,138 @@
+//! Interoperability with real third-party clients: the JavaScript `socket.io-client` the
+//! frontend uses (long-polling and WebSocket upgrade), and `rust_socketio`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{QUIET, TestRelay, token};
+use futures_util::FutureExt;
+use relay::protocol::event;
+use rust_socketio::asynchronous::ClientBuilder;
+use rust_socketio::{Event, Payload};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn javascript_socket_io_client_interoperates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        dir.join("node_modules/socket.io-client").is_dir(),
+        "socket.io-client is not installed: run scripts/test (it runs `npm ci` in {})",
+        dir.display()
+    );
+    let relay = TestRelay::start().await;
+    let url = format!("http://{}/chat", relay.addr);
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new("node")
+            .arg("interop.mjs")
+            .arg(&url)
+            .arg(token(1, "Ann"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("node finished in time")
+    .expect("node runs (is Node.js installed?)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "node failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(
+        r["operatorTransport"], "websocket",
+        "operator upgraded from polling"
+    );
+    assert_eq!(r["visitorTransport"], "polling");
+    assert_eq!(r["operators"], json!([{"operatorId": 1, "name": "Ann"}]));
+    assert_eq!(r["newChat"]["clientId"], r["visitorId"]);
+    assert_eq!(r["newChat"]["username"], "Visitor JS");
+    assert_eq!(r["fromVisitor"]["message"], "hello from polling");
+    assert_eq!(r["fromVisitor"]["messageId"], r["visitorAck"]["messageId"]);
+    assert_eq!(r["fromOperator"]["message"], "hi there");
+    assert!(r["fromOperator"]["messageId"].is_string());
+    assert_eq!(r["relayError"]["code"], "forbidden");
+    // after the script disconnected both, presence is empty again
+    relay.wait_metric("relay_connected_sockets", 0.0).await;
+    relay.wait_metric("relay_connected_clients", 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_socketio_client_interoperates() {
+    let relay = TestRelay::start().await;
+    let mut ann = relay.operator(1, "Ann").await;
+    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Value)>();
+    let any_tx = tx.clone();
+    let client = ClientBuilder::new(format!("http://{}/chat/", relay.addr))
+        .on(Event::Connect, move |_, _| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(("connect".to_owned(), Value::Null));
+            }
+            .boxed()
+        })
+        .on_any(move |ev, payload, _| {
+            let tx = any_tx.clone();
+            async move {
+                if let Payload::Text(mut values) = payload {
+                    let data = if values.is_empty() {
+                        Value::Null
+                    } else {
+                        values.swap_remove(0)
+                    };
+                    let _ = tx.send((String::from(ev.as_str()), data));
+                }
+            }
+            .boxed()
+        })
+        .connect()
+        .await
+        .expect("rust_socketio connects");
+    // rust_socketio's connect() returns before the server's connect answer: wait for it
+    let (first, _) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("connect event in time")
+        .expect("channel open");
+    assert_eq!(first, "connect");
+
+    client
+        .emit(event::JOIN, json!({"role": "client", "username": "rusty"}))
+        .await
+        .expect("emit join");
+    let chat = ann.expect(event::NEW_CHAT).await;
+    assert_eq!(chat["username"], "rusty");
+    client
+        .emit(
+            event::CLIENT_MESSAGE,
+            json!({"type": "text", "message": "from rust_socketio"}),
+        )
+        .await
+        .expect("emit message");
+    assert_eq!(
+        ann.expect(event::INCOMING_MESSAGE).await["message"],
+        "from rust_socketio"
+    );
+
+    ann.emit(
+        event::OPERATOR_MESSAGE,
+        json!({"to": chat["clientId"], "type": "text", "message": "answer"}),
+    );
+    let (name, data) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("answer in time")
+        .expect("channel open");
+    assert_eq!(name, event::INCOMING_OPERATOR_MESSAGE);
+    assert_eq!(data["message"], "answer");
+    client.disconnect().await.expect("disconnect");
+    assert_eq!(
+        ann.expect(event::CHAT_ENDED).await["clientId"],
+        chat["clientId"]
+    );
+    ann.expect_silence(QUIET).await;
+}
