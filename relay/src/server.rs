@@ -28,6 +28,11 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// smaller oversized events get `relayError{code:"payload_too_large"}`.
 pub const HARD_FRAME_FACTOR: usize = 4;
 
+/// Initial capacity of each WebSocket's read buffer. tungstenite reads through a fixed
+/// 4 KiB chunk and grows this buffer as a message needs, so a small start costs nothing
+/// in throughput and saves memory on every idle socket (engineioxide's default is 4 KiB).
+const WS_READ_BUFFER_BYTES: usize = 512;
+
 /// Why the relay could not serve.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -98,6 +103,7 @@ pub async fn serve(
         .max_payload(hard_cap as u64)
         .ws_max_message_size(hard_cap)
         .ws_max_frame_size(hard_cap)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         .build_layer();
 
     let metrics = Arc::new(Metrics::new());
