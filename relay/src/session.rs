@@ -7,13 +7,17 @@
 //! queue, so it is handled after every event the socket sent before it.
 
 use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, Event};
+use socketioxide::extract::{AckSender, Event, SocketRef};
 use socketioxide::handler::{DisconnectHandler, FromMessageParts, MessageHandler, Value};
 use socketioxide::socket::{DisconnectReason, Socket};
+
+use tracing::{debug, error};
 
 use crate::auth::OperatorIdentity;
 use crate::handlers;
@@ -23,8 +27,12 @@ use crate::server::Relay;
 /// The adapter the relay runs on.
 pub(crate) type Adapter = LocalAdapter;
 
-/// Events a socket may have waiting before further ones are dropped (and counted).
+/// Events a socket may have waiting; past this (or [`MAX_QUEUED_PAYLOADS`] bytes) the
+/// socket is flooding: it is disconnected and the event counted as dropped.
 pub const MAX_QUEUED_EVENTS: usize = 1024;
+
+/// Queued bytes allowed, in multiples of `MAX_PAYLOAD_BYTES`.
+pub const MAX_QUEUED_PAYLOADS: usize = 8;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -56,7 +64,11 @@ pub(crate) enum Inbound {
         ack: Option<AckSender<Adapter>>,
     },
     /// An event over `MAX_PAYLOAD_BYTES`; its data was dropped on arrival.
-    Oversized { name: String, size: usize },
+    Oversized {
+        name: String,
+        size: usize,
+        ack: Option<AckSender<Adapter>>,
+    },
     /// The socket is gone; run `defer` (socketioxide's room clean-up) after handling it.
     Disconnect {
         reason: DisconnectReason,
@@ -66,7 +78,8 @@ pub(crate) enum Inbound {
 
 #[derive(Default)]
 struct Queue {
-    items: VecDeque<Inbound>,
+    items: VecDeque<(Inbound, usize)>,
+    bytes: usize,
     draining: bool,
     closed: bool,
 }
@@ -96,18 +109,29 @@ impl Session {
         })
     }
 
-    fn enqueue(self: &Arc<Self>, socket: &Arc<Socket<Adapter>>, item: Inbound) {
+    fn enqueue(self: &Arc<Self>, socket: &Arc<Socket<Adapter>>, item: Inbound, size: usize) {
         let is_disconnect = matches!(item, Inbound::Disconnect { .. });
         let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         if queue.closed {
             return;
         }
-        if !is_disconnect && queue.items.len() >= MAX_QUEUED_EVENTS {
+        let max_bytes = self
+            .relay
+            .config
+            .max_payload_bytes
+            .saturating_mul(MAX_QUEUED_PAYLOADS);
+        if !is_disconnect
+            && (queue.items.len() >= MAX_QUEUED_EVENTS || queue.bytes + size > max_bytes)
+        {
+            drop(queue);
             self.relay.metrics.inbound_dropped.inc();
+            debug!(sid = %socket.id, "flooding: disconnecting");
+            let _ = SocketRef::from(socket.clone()).disconnect();
             return;
         }
         queue.closed = is_disconnect;
-        queue.items.push_back(item);
+        queue.bytes += size;
+        queue.items.push_back((item, size));
         if !queue.draining {
             queue.draining = true;
             tokio::spawn(self.clone().drain(socket.clone()));
@@ -120,14 +144,37 @@ impl Session {
             let item = {
                 let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 match queue.items.pop_front() {
-                    Some(item) => item,
+                    Some((item, size)) => {
+                        queue.bytes -= size;
+                        item
+                    }
                     None => {
                         queue.draining = false;
                         return;
                     }
                 }
             };
-            handlers::dispatch(&self, &self.relay, &mut state, &socket, item).await;
+            // Socket clean-up must run even if handling panics, or the socket's rooms and
+            // namespace entry would outlive it.
+            let defer = match &item {
+                Inbound::Disconnect { defer, .. } => Some(*defer),
+                _ => None,
+            };
+            let handled = AssertUnwindSafe(handlers::dispatch(
+                &self,
+                &self.relay,
+                &mut state,
+                &socket,
+                item,
+            ))
+            .catch_unwind()
+            .await;
+            if handled.is_err() {
+                error!(sid = %socket.id, "event handler panicked; socket state kept");
+            }
+            if let Some(defer) = defer {
+                defer(socket.clone());
+            }
         }
     }
 }
@@ -151,13 +198,13 @@ impl MessageHandler<Adapter, Sequenced> for SessionHandler {
             Ok(Event(name)) => name,
             Err(_) => String::new(),
         };
-        let item = if size > self.0.relay.config.max_payload_bytes {
-            Inbound::Oversized { name, size }
+        let ack = ack_id.and_then(|_| AckSender::from_message_parts(&s, &mut v, &ack_id).ok());
+        let (item, queued) = if size > self.0.relay.config.max_payload_bytes {
+            (Inbound::Oversized { name, size, ack }, 0)
         } else {
-            let ack = ack_id.and_then(|_| AckSender::from_message_parts(&s, &mut v, &ack_id).ok());
-            Inbound::Event { name, data: v, ack }
+            (Inbound::Event { name, data: v, ack }, size)
         };
-        self.0.enqueue(&s, item);
+        self.0.enqueue(&s, item, queued);
     }
 }
 
@@ -168,7 +215,7 @@ impl DisconnectHandler<Adapter, Sequenced> for SessionHandler {
         reason: DisconnectReason,
         defer: fn(Arc<Socket<Adapter>>),
     ) {
-        self.0.enqueue(&s, Inbound::Disconnect { reason, defer });
+        self.0.enqueue(&s, Inbound::Disconnect { reason, defer }, 0);
     }
 }
 

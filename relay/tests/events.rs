@@ -260,3 +260,37 @@ async fn image_message_carries_image_fields_and_decoded_size() {
     assert_eq!(b["message"]["name"], "a.png");
     assert_eq!(b["message"].get("text"), None::<&Value>);
 }
+
+/// A stress check of the join ordering: two tabs of one operator join in the same instant,
+/// repeatedly, on two worker threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_joining_at_once_are_announced_once_and_never_to_themselves() {
+    let relay = TestRelay::start().await;
+    let mut ann = relay.operator(1, "Ann").await;
+    for round in 0..10u64 {
+        let id = 100 + round;
+        let mut tab1 = relay.socket().await;
+        let mut tab2 = relay.socket().await;
+        let join = json!({"role": "operator", "token": token(id, "Tabs")});
+        tab1.emit(event::JOIN, join.clone());
+        tab2.emit(event::JOIN, join);
+        assert_eq!(
+            ann.expect(event::OPERATOR_CONNECTED).await["operatorId"],
+            id
+        );
+        for tab in [&mut tab1, &mut tab2] {
+            let got = tab.drain(QUIET / 3).await;
+            assert!(
+                got.iter().all(|(_, d)| d["operatorId"] != id),
+                "a tab heard about its own operator: {got:?}"
+            );
+        }
+        tab1.close();
+        tab2.close();
+        assert_eq!(
+            ann.expect(event::OPERATOR_DISCONNECTED).await["operatorId"],
+            id
+        );
+    }
+    ann.expect_silence(QUIET).await;
+}

@@ -23,6 +23,9 @@ async fn presence_maps_return_to_zero_after_every_kind_of_disconnect() {
         visitors.push(relay.client(&format!("v{i}")).await);
     }
     let _unjoined = relay.socket().await;
+    let mut refused = relay.socket().await; // the relay itself disconnects this one
+    refused.emit(event::JOIN, json!({"role": "operator", "token": "forged"}));
+    refused.wait_for("disconnect").await;
     relay.wait_metric("relay_connected_operators", 6.0).await;
     relay
         .wait_metric("relay_connected_operator_sockets", 11.0)

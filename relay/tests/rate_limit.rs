@@ -125,3 +125,34 @@ async fn typing_has_its_own_budget_and_is_dropped_silently() {
         assert!(ack["messageId"].is_string(), "{ack}");
     }
 }
+
+#[tokio::test]
+async fn invalid_and_oversized_messages_count_against_the_budget() {
+    let relay = TestRelay::start_with(|c| {
+        c.rate_limit_per_minute = 2;
+        c.max_payload_bytes = 4096;
+        c.max_image_bytes = 4096;
+    })
+    .await;
+    let mut v = relay.client("V").await;
+    v.emit(event::CLIENT_MESSAGE, json!({"type": "bogus"}));
+    assert_eq!(
+        v.expect(event::RELAY_ERROR).await["code"],
+        "invalid_payload"
+    );
+    v.emit(
+        event::CLIENT_MESSAGE,
+        json!({"type": "text", "message": "x".repeat(8192)}),
+    );
+    assert_eq!(
+        v.expect(event::RELAY_ERROR).await["code"],
+        "payload_too_large"
+    );
+    v.emit(event::CLIENT_MESSAGE, text(0));
+    v.expect(event::RATE_LIMIT_EXCEEDED).await;
+    v.emit(
+        event::CLIENT_MESSAGE,
+        json!({"type": "text", "message": "x".repeat(8192)}),
+    );
+    v.expect(event::RATE_LIMIT_EXCEEDED).await;
+}

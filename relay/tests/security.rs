@@ -15,7 +15,9 @@ async fn nothing_crosses_between_visitors() {
     let mut ann = relay.operator(1, "Ann").await;
     let mut bob = relay.operator(2, "Bob").await;
     let mut v1 = relay.client("V1").await;
-    let v2 = relay.client("V2").await;
+    let mut v2 = relay.client("V2").await;
+    ann.drain(QUIET).await;
+    bob.drain(QUIET).await;
 
     for v in [&v1, &v2] {
         v.emit(
@@ -36,6 +38,7 @@ async fn nothing_crosses_between_visitors() {
         op.emit_bare(event::GET_CONNECTED_OPERATORS);
     }
     let v2_sid = v2.sid.clone();
+    v2.expect_silence(QUIET).await; // v1's messages and typing never reach v2
     v2.close();
 
     let got_v1 = v1.drain(QUIET).await;
@@ -72,6 +75,11 @@ async fn nothing_crosses_between_visitors() {
             count(event::OPERATOR_TYPING),
             0,
             "typing to a visitor stays with the visitor"
+        );
+        assert_eq!(
+            got.len(),
+            7,
+            "nothing unlisted reached an operator: {got:?}"
         );
         let b = got
             .iter()

@@ -69,6 +69,12 @@ async fn a_stalled_reader_overflows_only_its_own_buffer_and_drops_are_counted() 
         )))
         .await
         .expect("send");
+    // wait for the connect answer: events sent before it are dropped by the protocol layer
+    while let Some(Ok(msg)) = stalled.next().await {
+        if msg.to_text().is_ok_and(|t| t.starts_with("40")) {
+            break;
+        }
+    }
     stalled
         .send(Message::text(format!(
             "42{}",

@@ -31,7 +31,6 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinReq
 
 async fn join_operator(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinRequest) -> Outcome {
     let who = identify(ctx, &req)?;
-    ctx.socket.join(OPERATORS_ROOM);
     state.role = Role::Operator(who.clone());
     let presence = &ctx.relay.presence;
     let _order = presence.transition().await;
@@ -43,6 +42,8 @@ async fn join_operator(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinRequest
         ctx.to_room_but_me(OPERATORS_ROOM, event::OPERATOR_CONNECTED, &info)
             .await;
     }
+    // joined only now, under the lock, so no tab hears about its own operator arriving
+    ctx.socket.join(OPERATORS_ROOM);
     Ok(None)
 }
 
@@ -55,6 +56,10 @@ fn identify(ctx: &Ctx<'_>, req: &JoinRequest) -> Result<OperatorIdentity, Refusa
     let Some(secret) = &ctx.relay.secret else {
         return match (req.operator_id, token) {
             (_, Some(token)) => auth::claims_unverified(token)
+                .map(|who| OperatorIdentity {
+                    name: clean_name(&who.name),
+                    ..who
+                })
                 .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string())),
             (Some(operator_id), None) => Ok(OperatorIdentity {
                 operator_id,
@@ -68,8 +73,13 @@ fn identify(ctx: &Ctx<'_>, req: &JoinRequest) -> Result<OperatorIdentity, Refusa
     };
     let token = token
         .ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, AuthError::Missing.to_string()))?;
-    auth::verify_hs256(secret, token)
-        .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()))
+    let who = auth::verify_hs256(secret, token)
+        .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()))?;
+    // the backend signed the name, but it still reaches other operators' pages
+    Ok(OperatorIdentity {
+        name: clean_name(&who.name),
+        ..who
+    })
 }
 
 async fn join_client(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinRequest) -> Outcome {

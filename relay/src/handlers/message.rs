@@ -9,7 +9,6 @@ use crate::protocol::{
     MessageKind, OperatorMessage, OperatorMessageBroadcast, event,
 };
 use crate::sanitize::strip_markup;
-use crate::session::SessionState;
 
 /// A message that passed validation, ready to relay.
 struct Content {
@@ -23,11 +22,9 @@ struct Content {
 
 pub(crate) async fn from_operator(
     ctx: &Ctx<'_>,
-    state: &mut SessionState,
     who: &OperatorIdentity,
     msg: OperatorMessage,
 ) -> Outcome {
-    spend_budget(ctx, state)?;
     let content = validate(ctx, msg.body)?;
     if !ctx.relay.presence.has_client(&msg.to) {
         return Err(Refusal::new(
@@ -75,12 +72,7 @@ pub(crate) async fn from_operator(
     Ok(Some(message_id))
 }
 
-pub(crate) async fn from_client(
-    ctx: &Ctx<'_>,
-    state: &mut SessionState,
-    body: MessageBody,
-) -> Outcome {
-    spend_budget(ctx, state)?;
+pub(crate) async fn from_client(ctx: &Ctx<'_>, body: MessageBody) -> Outcome {
     let content = validate(ctx, body)?;
     let message_id = ctx.relay.message_id();
     let incoming = IncomingMessage {
@@ -98,14 +90,6 @@ pub(crate) async fn from_client(
         .await;
     ctx.relay.metrics.relayed(event::CLIENT_MESSAGE);
     Ok(Some(message_id))
-}
-
-/// Every message a joined socket sends counts against its budget, valid or not.
-fn spend_budget(ctx: &Ctx<'_>, state: &mut SessionState) -> Result<(), Refusal> {
-    state
-        .messages
-        .try_acquire(ctx.relay.config.clock.now())
-        .map_err(|retry_after| Refusal::RateLimited { retry_after })
 }
 
 fn validate(ctx: &Ctx<'_>, body: MessageBody) -> Result<Content, Refusal> {

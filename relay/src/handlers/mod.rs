@@ -63,49 +63,39 @@ pub(crate) async fn dispatch(
     socket: &Arc<Socket<Adapter>>,
     item: Inbound,
 ) {
-    let (name, mut data, ack) = match item {
-        Inbound::Event { name, data, ack } => (name, data, ack),
-        Inbound::Oversized { name, size } => {
+    let (name, data, ack) = match item {
+        Inbound::Event { name, data, ack } => (name, Some(data), ack),
+        Inbound::Oversized { name, size, ack } => {
             relay.metrics.oversized.inc();
-            let ctx = Ctx::new(relay, session, socket, &name, None);
-            let limit = relay.config.max_payload_bytes;
-            ctx.refuse(Refusal::new(
-                ErrorCode::PayloadTooLarge,
-                format!("event of {size} bytes is over the {limit}-byte limit"),
-            ));
-            return;
+            debug!(sid = %socket.id, size, "oversized event");
+            (name, None, ack)
         }
-        Inbound::Disconnect { reason, defer } => {
+        Inbound::Disconnect { reason, .. } => {
             let ctx = Ctx::new(relay, session, socket, "disconnect", None);
             disconnect::handle(&ctx, state, reason).await;
-            defer(socket.clone());
             return;
         }
     };
     let ctx = Ctx::new(relay, session, socket, &name, ack);
-    let outcome = route(&ctx, state, socket, &mut data).await;
-    match outcome {
-        Ok(message_id) => {
-            ctx.ack(&MessageAck {
-                message_id,
-                ..MessageAck::default()
-            });
-        }
+    match route(&ctx, state, socket, data).await {
+        Ok(message_id) => ctx.ack(&MessageAck {
+            message_id,
+            ..MessageAck::default()
+        }),
         Err(refusal) => ctx.refuse(refusal),
     }
 }
 
+/// Checks role, then budget, then size, then decodes and handles. `data` is `None` for an
+/// event over `MAX_PAYLOAD_BYTES`: it still counts against the sender's budget.
 async fn route(
     ctx: &Ctx<'_>,
     state: &mut SessionState,
     socket: &Arc<Socket<Adapter>>,
-    data: &mut Value,
+    data: Option<Value>,
 ) -> Outcome {
-    if ctx.event == event::JOIN {
-        return join::handle(ctx, state, decode(socket, data)?).await;
-    }
-    let role = state.role.clone();
-    match (ctx.event, role) {
+    let allowed = match (ctx.event, &state.role) {
+        (event::JOIN, _) => true,
         (
             event::OPERATOR_MESSAGE
             | event::CLIENT_MESSAGE
@@ -113,20 +103,12 @@ async fn route(
             | event::CLIENT_TYPING
             | event::GET_CONNECTED_OPERATORS,
             Role::Unjoined,
-        ) => Err(Refusal::new(ErrorCode::NotJoined, "send join first")),
-        (event::OPERATOR_MESSAGE, Role::Operator(who)) => {
-            message::from_operator(ctx, state, &who, decode(socket, data)?).await
-        }
-        (event::CLIENT_MESSAGE, Role::Client) => {
-            message::from_client(ctx, state, decode(socket, data)?).await
-        }
-        (event::OPERATOR_TYPING, Role::Operator(_)) => {
-            typing::from_operator(ctx, state, decode(socket, data)?).await
-        }
-        (event::CLIENT_TYPING, Role::Client) => {
-            typing::from_client(ctx, state, decode(socket, data)?).await
-        }
-        (event::GET_CONNECTED_OPERATORS, Role::Operator(_)) => operators_list::handle(ctx),
+        ) => return Err(Refusal::new(ErrorCode::NotJoined, "send join first")),
+        (
+            event::OPERATOR_MESSAGE | event::OPERATOR_TYPING | event::GET_CONNECTED_OPERATORS,
+            Role::Operator(_),
+        )
+        | (event::CLIENT_MESSAGE | event::CLIENT_TYPING, Role::Client) => true,
         (
             event::OPERATOR_MESSAGE
             | event::CLIENT_MESSAGE
@@ -134,14 +116,52 @@ async fn route(
             | event::CLIENT_TYPING
             | event::GET_CONNECTED_OPERATORS,
             _,
-        ) => Err(Refusal::new(
+        ) => false,
+        (other, _) => {
+            return Err(Refusal::new(
+                ErrorCode::InvalidPayload,
+                format!("unknown event {other:?}"),
+            ));
+        }
+    };
+    if !allowed {
+        return Err(Refusal::new(
             ErrorCode::Forbidden,
             "this role may not send this event",
-        )),
-        (other, _) => Err(Refusal::new(
-            ErrorCode::InvalidPayload,
-            format!("unknown event {other:?}"),
-        )),
+        ));
+    }
+    let now = ctx.relay.config.clock.now();
+    match ctx.event {
+        event::OPERATOR_MESSAGE | event::CLIENT_MESSAGE => {
+            // every message a joined socket sends counts, valid or not
+            state
+                .messages
+                .try_acquire(now)
+                .map_err(|retry_after| Refusal::RateLimited { retry_after })?;
+        }
+        event::OPERATOR_TYPING | event::CLIENT_TYPING if state.typing.try_acquire(now).is_err() => {
+            ctx.relay.metrics.rate_limited_typing.inc();
+            return Ok(None);
+        }
+        _ => {}
+    }
+    let Some(mut data) = data else {
+        let limit = ctx.relay.config.max_payload_bytes;
+        return Err(Refusal::new(
+            ErrorCode::PayloadTooLarge,
+            format!("event is over the {limit}-byte limit"),
+        ));
+    };
+    let data = &mut data;
+    match (ctx.event, state.role.clone()) {
+        (event::JOIN, _) => join::handle(ctx, state, decode(socket, data)?).await,
+        (event::OPERATOR_MESSAGE, Role::Operator(who)) => {
+            message::from_operator(ctx, &who, decode(socket, data)?).await
+        }
+        (event::CLIENT_MESSAGE, _) => message::from_client(ctx, decode(socket, data)?).await,
+        (event::OPERATOR_TYPING, _) => typing::from_operator(ctx, decode(socket, data)?).await,
+        (event::CLIENT_TYPING, _) => typing::from_client(ctx, decode(socket, data)?).await,
+        _ => operators_list::handle(ctx),
     }
 }
 

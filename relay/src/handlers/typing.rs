@@ -1,20 +1,12 @@
-//! `operatorTyping` and `clientTyping`: their own budget, dropped silently over it.
+//! `operatorTyping` and `clientTyping` (their budget is spent in dispatch, silently).
 
 use crate::handlers::join::OPERATORS_ROOM;
 use crate::handlers::{Ctx, Outcome, Refusal};
 use crate::protocol::{
     ClientTyping, ClientTypingRequest, ErrorCode, OperatorTyping, OperatorTypingRequest, event,
 };
-use crate::session::SessionState;
 
-pub(crate) async fn from_operator(
-    ctx: &Ctx<'_>,
-    state: &mut SessionState,
-    req: OperatorTypingRequest,
-) -> Outcome {
-    if !within_budget(ctx, state) {
-        return Ok(None);
-    }
+pub(crate) async fn from_operator(ctx: &Ctx<'_>, req: OperatorTypingRequest) -> Outcome {
     if !ctx.relay.presence.has_client(&req.to) {
         return Err(Refusal::new(
             ErrorCode::UnknownClient,
@@ -29,14 +21,7 @@ pub(crate) async fn from_operator(
     Ok(None)
 }
 
-pub(crate) async fn from_client(
-    ctx: &Ctx<'_>,
-    state: &mut SessionState,
-    req: ClientTypingRequest,
-) -> Outcome {
-    if !within_budget(ctx, state) {
-        return Ok(None);
-    }
+pub(crate) async fn from_client(ctx: &Ctx<'_>, req: ClientTypingRequest) -> Outcome {
     let typing = ClientTyping {
         from: ctx.sid.clone(),
         is_typing: req.is_typing,
@@ -45,15 +30,4 @@ pub(crate) async fn from_client(
         .await;
     ctx.relay.metrics.relayed(event::CLIENT_TYPING);
     Ok(None)
-}
-
-fn within_budget(ctx: &Ctx<'_>, state: &mut SessionState) -> bool {
-    let ok = state
-        .typing
-        .try_acquire(ctx.relay.config.clock.now())
-        .is_ok();
-    if !ok {
-        ctx.relay.metrics.rate_limited_typing.inc();
-    }
-    ok
 }
