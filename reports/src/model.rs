@@ -1,0 +1,215 @@
+//! The run-result schema: what a `sim run` measured and judged, serialized as `result.json`.
+//!
+//! A committed JSON schema (`reports/result.schema.json`) is generated from these types and
+//! checked by a test, so other tools can read results without Rust.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of this schema; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything one run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RunResult {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// True when every threshold held.
+    pub passed: bool,
+    /// What was run.
+    pub scenario: ScenarioInfo,
+    /// Against what.
+    pub target: TargetInfo,
+    /// Where and when.
+    pub environment: Environment,
+    /// Counters by metric name (`sent`, `delivered`, `lost`, `rate_limit.wrongly_delivered`, ...).
+    pub counters: BTreeMap<String, u64>,
+    /// Latency per path (`operator_to_client`, `fanout`, `client_to_operators`, `typing`, `connect`).
+    pub paths: BTreeMap<String, PathLatency>,
+    /// Every threshold of the scenario with its verdict, failures first.
+    pub thresholds: Vec<ThresholdVerdict>,
+    /// One entry per second of the run.
+    pub timeseries: Vec<SecondSample>,
+    /// Up to 20 examples of each violation class.
+    pub examples: BTreeMap<String, Vec<ViolationExample>>,
+}
+
+/// The scenario as it was run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ScenarioInfo {
+    /// Scenario name.
+    pub name: String,
+    /// One-line description.
+    pub description: String,
+    /// File it came from.
+    pub file: String,
+    /// Sending phase, seconds.
+    pub duration_s: f64,
+    /// Drain after sending stopped, seconds.
+    pub drain_s: f64,
+    /// Random seed.
+    pub seed: u64,
+    /// Shard `k/n` of a sharded run, if any.
+    pub shard: Option<String>,
+    /// Bot groups.
+    pub groups: Vec<GroupInfo>,
+}
+
+/// One `[[bots]]` group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct GroupInfo {
+    /// Group name.
+    pub name: String,
+    /// `operator`, `client` or `supervisor`.
+    pub role: String,
+    /// Bots in the group.
+    pub count: u32,
+    /// Sockets per bot (operator tabs).
+    pub tabs: u32,
+    /// Messages per minute per bot.
+    pub messages_per_minute: f64,
+}
+
+/// The backend under test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetInfo {
+    /// `embedded` (the reference relay in-process) or `external`.
+    pub kind: String,
+    /// Socket.IO URLs, path included.
+    pub urls: Vec<String>,
+    /// Reference relay version when embedded.
+    pub relay_version: Option<String>,
+}
+
+/// Machine and software of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Environment {
+    /// `sim` version.
+    pub sim_version: String,
+    /// Logical cores.
+    pub cores: u32,
+    /// Operating system.
+    pub os: String,
+    /// Start, RFC 3339.
+    pub started_at: String,
+    /// Wall time of the whole run, seconds.
+    pub wall_s: f64,
+}
+
+/// Latency of one path, from the intended send time and as raw service time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PathLatency {
+    /// From the scheduled send instant (no coordinated omission).
+    pub intended: LatencySummary,
+    /// From the instant the send actually left.
+    pub service: LatencySummary,
+}
+
+/// Percentiles of one histogram, in milliseconds, and the histogram itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LatencySummary {
+    /// Samples.
+    pub count: u64,
+    /// Smallest, ms.
+    pub min_ms: f64,
+    /// Mean, ms.
+    pub mean_ms: f64,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// 99.9th percentile, ms.
+    pub p999_ms: f64,
+    /// Largest, ms.
+    pub max_ms: f64,
+    /// The histogram (µs, 3 significant digits) in HdrHistogram's V2 compressed format,
+    /// base64-encoded, so runs can be merged exactly.
+    pub hdr_v2_base64: String,
+}
+
+/// A threshold and its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ThresholdVerdict {
+    /// Metric name as written in the scenario.
+    pub metric: String,
+    /// The bound.
+    pub limit: f64,
+    /// `"max"`: the value must not exceed the limit; `"min"`: it must reach it.
+    pub bound: String,
+    /// Measured value (null when the run has no sample for it).
+    pub value: Option<f64>,
+    /// The bound holds.
+    pub passed: bool,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecondSample {
+    /// Seconds since the run started.
+    pub t: u32,
+    /// Messages sent in this second.
+    pub sent: u64,
+    /// Deliveries received in this second.
+    pub delivered: u64,
+    /// Sockets connected at the end of this second.
+    pub connected: u64,
+    /// Violations found in this second.
+    pub violations: u64,
+    /// p50 and p99 (ms, intended time) per path in this second.
+    pub latency: BTreeMap<String, SecondLatency>,
+}
+
+/// Latency of one path within one second.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecondLatency {
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+}
+
+/// One concrete violation, for people to look at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ViolationExample {
+    /// The simulator's message id, when a message is involved.
+    pub message_id: Option<u64>,
+    /// The socket that observed it (server-assigned id).
+    pub socket: String,
+    /// Seconds since the run started.
+    pub at_s: f64,
+    /// What happened.
+    pub detail: String,
+}
+
+impl RunResult {
+    /// The JSON schema of [`RunResult`].
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(RunResult)).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed schema is the one these types generate: regenerate it with
+    /// `UPDATE_SCHEMA=1 cargo test -p reports` after changing the model.
+    #[test]
+    fn committed_schema_matches_the_model() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/result.schema.json");
+        let generated =
+            serde_json::to_string_pretty(&RunResult::json_schema()).expect("json") + "\n";
+        if std::env::var_os("UPDATE_SCHEMA").is_some() {
+            std::fs::write(path, &generated).expect("write schema");
+        }
+        let committed = std::fs::read_to_string(path).expect("reports/result.schema.json exists");
+        assert_eq!(
+            committed, generated,
+            "run with UPDATE_SCHEMA=1 to regenerate"
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! Bots: one task per connection, scripted by its group, reporting every observation.
+//!
+//! Each bot schedules its sends ahead (open model): the next send's intended instant is
+//! drawn from the think-time distribution, independent of how fast the backend answers, and
+//! latency is measured from that instant. A bot that falls behind still sends, and the lag
+//! shows as `generator.late`.
+
+pub mod content;
+mod inbound;
+mod rate;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use relay::auth::{Claims, OperatorIdentity, sign_hs256};
+use relay::protocol::{
+    ClientTypingRequest, JoinRequest, MessageKind, OperatorTypingRequest, event,
+};
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, sleep_until};
+
+use crate::record::{MsgId, RatePrediction, Record, SentKind, SocketKey};
+use crate::scenario::{BotRole, Group, Limits, ThinkTime};
+use crate::wire::{Connection, Endpoint, Incoming};
+use content::ImageCache;
+use inbound::parse_event;
+use rate::RatePredictor;
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Bots connect and send.
+    Sending,
+    /// No new sends; deliveries still arrive.
+    Draining,
+    /// One bot asks for the operators list; the others wait.
+    Checking,
+    /// Everyone closes.
+    Closing,
+}
+
+/// What all bots of a run share.
+pub struct Shared {
+    /// Where records go.
+    pub records: mpsc::UnboundedSender<Record>,
+    /// Socket.IO endpoints; bots use them in turn.
+    pub endpoints: Vec<Endpoint>,
+    /// JWT secret for operator tokens.
+    pub jwt_secret: String,
+    /// The backend's expected limits.
+    pub limits: Limits,
+    /// Run phase.
+    pub phase: watch::Receiver<Phase>,
+    /// Live counters for the progress display.
+    pub live: Arc<Live>,
+    next_socket: AtomicU32,
+    next_msg: AtomicU64,
+}
+
+/// Counters the progress display reads.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Sockets connected now.
+    pub connected: AtomicU64,
+    /// Messages sent.
+    pub sent: AtomicU64,
+}
+
+impl Shared {
+    /// State for a run's bots.
+    pub fn new(
+        records: mpsc::UnboundedSender<Record>,
+        endpoints: Vec<Endpoint>,
+        jwt_secret: String,
+        limits: Limits,
+        phase: watch::Receiver<Phase>,
+    ) -> Self {
+        Self {
+            records,
+            endpoints,
+            jwt_secret,
+            limits,
+            phase,
+            live: Arc::default(),
+            next_socket: AtomicU32::new(0),
+            next_msg: AtomicU64::new(1),
+        }
+    }
+
+    fn record(&self, r: Record) {
+        let _ = self.records.send(r);
+    }
+}
+
+/// One bot's script.
+#[derive(Clone)]
+pub struct BotSpec {
+    /// Its group.
+    pub group: Arc<Group>,
+    /// Images it may send.
+    pub images: Arc<ImageCache>,
+    /// Index over all bots of the run.
+    pub global: u32,
+    /// Scheduled arrival.
+    pub arrival: Instant,
+    /// Operator identity (operator roles; shared by its tabs).
+    pub operator: Option<OperatorIdentity>,
+    /// Whether this bot asks for the operators list at the end.
+    pub checks_list: bool,
+    /// RNG seed.
+    pub seed: u64,
+}
+
+/// Runs one bot (one socket, reconnecting as its lifetime says) until the run closes.
+pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let mut phase = shared.phase.clone();
+    let mut arrival = spec.arrival;
+    let lives = if spec.group.lifetime.is_some() {
+        spec.group.reconnects + 1
+    } else {
+        1
+    };
+    for _ in 0..lives {
+        tokio::select! {
+            () = sleep_until(arrival) => {}
+            _ = phase.wait_for(|p| *p != Phase::Sending) => return,
+        }
+        if *phase.borrow() != Phase::Sending {
+            return;
+        }
+        let key = shared.next_socket.fetch_add(1, Ordering::Relaxed);
+        let Some(conn) = connect(&shared, &spec, key, arrival).await else {
+            return;
+        };
+        let mut bot = Bot {
+            shared: &shared,
+            spec: &spec,
+            key,
+            conn,
+            rng: &mut rng,
+            known_clients: Vec::new(),
+            predictor: RatePredictor::new(shared.limits.rate_limit_per_minute),
+            joined: false,
+        };
+        let outcome = bot.session(&mut phase).await;
+        shared.live.connected.fetch_sub(1, Ordering::Relaxed);
+        match outcome {
+            SessionEnd::Lifetime => arrival = Instant::now(),
+            SessionEnd::Closed | SessionEnd::Lost => return,
+        }
+    }
+}
+
+async fn connect(
+    shared: &Shared,
+    spec: &BotSpec,
+    key: SocketKey,
+    intended: Instant,
+) -> Option<Connection> {
+    let endpoint = &shared.endpoints[spec.global as usize % shared.endpoints.len()];
+    let source = endpoint
+        .addr
+        .ip()
+        .is_loopback()
+        .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + ((key / 15_000) % 250) as u8)));
+    let auth = spec.operator.as_ref().map(|who| {
+        let token = sign_hs256(shared.jwt_secret.as_bytes(), &Claims::new(who, 24 * 3600));
+        json!({ "token": token }).to_string()
+    });
+    match Connection::connect(endpoint, source, auth.as_deref()).await {
+        Ok(conn) => {
+            let now = Instant::now();
+            shared.live.connected.fetch_add(1, Ordering::Relaxed);
+            shared.record(Record::Joining {
+                socket: key,
+                role: spec.group.role,
+                sid: conn.sid.clone(),
+                operator: spec
+                    .operator
+                    .as_ref()
+                    .map(|o| (o.operator_id, o.name.clone())),
+                intended: intended.into_std(),
+                at: now.into_std(),
+            });
+            let us = now.saturating_duration_since(intended).as_micros() as u64;
+            shared.record(Record::Latency {
+                path: crate::metrics::Path::Connect,
+                intended_us: us,
+                service_us: us,
+            });
+            Some(conn)
+        }
+        Err(e) => {
+            shared.record(Record::ConnectFailed {
+                socket: key,
+                error: e.to_string(),
+                at: std::time::Instant::now(),
+            });
+            None
+        }
+    }
+}
+
+enum SessionEnd {
+    /// The lifetime ran out: reconnect.
+    Lifetime,
+    /// The run closed it.
+    Closed,
+    /// The server closed it.
+    Lost,
+}
+
+struct Bot<'a> {
+    shared: &'a Shared,
+    spec: &'a BotSpec,
+    key: SocketKey,
+    conn: Connection,
+    rng: &'a mut StdRng,
+    known_clients: Vec<String>,
+    predictor: RatePredictor,
+    joined: bool,
+}
+
+impl Bot<'_> {
+    async fn session(&mut self, phase: &mut watch::Receiver<Phase>) -> SessionEnd {
+        let role = self.spec.group.role;
+        let join = match &self.spec.operator {
+            Some(_) => JoinRequest {
+                role: "operator".into(),
+                ..JoinRequest::default()
+            },
+            None => JoinRequest {
+                role: "client".into(),
+                username: Some(content::person(self.rng)),
+                ..JoinRequest::default()
+            },
+        };
+        // ack id 0 is the join's; operators confirm with the operators list
+        if self.conn.emit(event::JOIN, &join, Some(0)).await.is_err() {
+            return self.lost();
+        }
+        if role.is_operator()
+            && self
+                .conn
+                .emit(event::GET_CONNECTED_OPERATORS, &(), None)
+                .await
+                .is_err()
+        {
+            return self.lost();
+        }
+        let life_end = self.spec.group.lifetime.map(|l| Instant::now() + l);
+        let mut next_send = Instant::now() + self.think();
+        loop {
+            let sending =
+                *phase.borrow() == Phase::Sending && self.spec.group.messages_per_minute > 0.0;
+            tokio::select! {
+                biased;
+                changed = phase.changed() => {
+                    if changed.is_err() { return self.close().await; }
+                    let now = *phase.borrow();
+                    match now {
+                        Phase::Checking if self.spec.checks_list => {
+                            let _ = self.conn.emit(event::GET_CONNECTED_OPERATORS, &(), None).await;
+                        }
+                        Phase::Closing => return self.close().await,
+                        _ => {}
+                    }
+                }
+                incoming = self.conn.next() => match incoming {
+                    Ok(Incoming::Event(frame)) => self.on_event(frame.as_str(), phase),
+                    Ok(Incoming::Ack(id, frame)) => self.on_ack(id, frame.as_str()),
+                    Ok(Incoming::Disconnect) | Err(_) => return self.lost(),
+                },
+                () = sleep_until(next_send), if sending => {
+                    self.send(next_send).await;
+                    next_send += self.think();
+                }
+                () = sleep_until(life_end.unwrap_or_else(Instant::now)), if life_end.is_some() && *phase.borrow() == Phase::Sending => {
+                    self.leave().await;
+                    return SessionEnd::Lifetime;
+                }
+            }
+        }
+    }
+
+    fn think(&mut self) -> Duration {
+        let mean = 60.0 / self.spec.group.messages_per_minute.max(1e-9);
+        let secs = match self.spec.group.think_time {
+            ThinkTime::Constant => mean,
+            ThinkTime::Uniform => mean * self.rng.random_range(0.5..1.5),
+            ThinkTime::Exponential => -mean * (1.0 - self.rng.random_range(0.0..1.0f64)).ln(),
+        };
+        Duration::from_secs_f64(secs.min(3600.0))
+    }
+
+    async fn send(&mut self, intended: Instant) {
+        let to = if self.spec.group.role.is_operator() {
+            if self.known_clients.is_empty() {
+                return;
+            }
+            Some(self.known_clients[self.rng.random_range(0..self.known_clients.len())].clone())
+        } else {
+            None
+        };
+        let group = &self.spec.group;
+        if self.rng.random_bool(group.typing_probability) {
+            let sent = match &to {
+                Some(to) => {
+                    let t = OperatorTypingRequest {
+                        to: to.clone(),
+                        is_typing: true,
+                    };
+                    self.conn.emit(event::OPERATOR_TYPING, &t, None).await
+                }
+                None => {
+                    let t = ClientTypingRequest { is_typing: true };
+                    self.conn.emit(event::CLIENT_TYPING, &t, None).await
+                }
+            };
+            if sent.is_ok() {
+                self.shared.record(Record::TypingSent {
+                    socket: self.key,
+                    at: std::time::Instant::now(),
+                });
+            }
+        }
+        let id: MsgId = self.shared.next_msg.fetch_add(1, Ordering::Relaxed);
+        let mut body = if self.rng.random_bool(group.image_fraction) {
+            let (mime, url, size) = self.spec.images.pick(self.rng);
+            json!({"type": MessageKind::Image, "image": url, "name": content::image_name(id, mime),
+                   "mimeType": mime, "size": size})
+        } else {
+            json!({"type": MessageKind::Text, "message": content::text(id, group, self.rng)})
+        };
+        let now = Instant::now();
+        let predicted: RatePrediction = self.predictor.predict(now.into_std());
+        let (event_name, kind) = match to {
+            Some(to) => {
+                body["to"] = json!(to);
+                (event::OPERATOR_MESSAGE, SentKind::OperatorToClient { to })
+            }
+            None => (event::CLIENT_MESSAGE, SentKind::ClientToOperators),
+        };
+        // recorded before it leaves, so no delivery can reach the ledger first
+        self.shared.record(Record::Sent {
+            socket: self.key,
+            msg: id,
+            kind,
+            intended: intended.into_std(),
+            at: now.into_std(),
+            predicted,
+        });
+        self.shared.live.sent.fetch_add(1, Ordering::Relaxed);
+        let _ = self.conn.emit(event_name, &body, Some(id)).await;
+    }
+
+    fn on_event(&mut self, frame: &str, phase: &watch::Receiver<Phase>) {
+        let at = std::time::Instant::now();
+        let Some(observed) = parse_event(frame) else {
+            return;
+        };
+        use crate::record::Observed;
+        match &observed {
+            Observed::NewChat { client } => self.known_clients.push(client.clone()),
+            Observed::ChatEnded { client } => self.known_clients.retain(|c| c != client),
+            Observed::OperatorsList(ids) => {
+                if !self.joined {
+                    self.joined = true;
+                    self.shared.record(Record::Joined {
+                        socket: self.key,
+                        at,
+                    });
+                } else if *phase.borrow() == Phase::Checking && self.spec.checks_list {
+                    self.shared.record(Record::FinalOperatorsList {
+                        socket: self.key,
+                        at,
+                        ids: ids.clone(),
+                    });
+                }
+                return;
+            }
+            _ => {}
+        }
+        self.shared.record(Record::Received {
+            socket: self.key,
+            at,
+            what: observed,
+        });
+    }
+
+    fn on_ack(&mut self, id: u64, frame: &str) {
+        let at = std::time::Instant::now();
+        if id == 0 {
+            if !self.joined && !self.spec.group.role.is_operator() {
+                self.joined = true;
+                self.shared.record(Record::Joined {
+                    socket: self.key,
+                    at,
+                });
+            }
+            return;
+        }
+        if let Some(outcome) = inbound::parse_ack(frame) {
+            self.shared.record(Record::Ack {
+                socket: self.key,
+                msg: id,
+                outcome,
+            });
+        }
+    }
+
+    async fn leave(&mut self) {
+        self.shared.record(Record::Leaving {
+            socket: self.key,
+            at: std::time::Instant::now(),
+        });
+        let _ = self.conn.send_raw("41".to_owned()).await;
+        self.closed(false);
+    }
+
+    async fn close(&mut self) -> SessionEnd {
+        self.leave().await;
+        SessionEnd::Closed
+    }
+
+    fn lost(&mut self) -> SessionEnd {
+        self.closed(true);
+        SessionEnd::Lost
+    }
+
+    fn closed(&self, unexpected: bool) {
+        self.shared.record(Record::Closed {
+            socket: self.key,
+            at: std::time::Instant::now(),
+            unexpected,
+        });
+    }
+}
+
+/// Operator identities for every operator-role bot, numbered from 1 across groups.
+pub fn identity(index: u32, rng: &mut StdRng) -> OperatorIdentity {
+    OperatorIdentity {
+        operator_id: u64::from(index) + 1,
+        name: content::person(rng),
+    }
+}
+
+/// Whether a role's bots send messages.
+pub fn sends(role: BotRole) -> bool {
+    role != BotRole::Supervisor
+}

@@ -1,0 +1,53 @@
+//! The `sim` command line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Load and correctness simulator for Socket.IO support-chat backends.
+#[derive(Debug, Parser)]
+#[command(name = "sim", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a scenario: exit 0 when every threshold holds, 1 when one fails, 2 when the run
+    /// cannot happen (bad scenario or arguments, unreachable target).
+    Run {
+        /// Scenario file.
+        scenario: PathBuf,
+        /// Backend URL including the Socket.IO path (repeatable); replaces the scenario's target.
+        #[arg(long = "target", value_name = "URL")]
+        targets: Vec<String>,
+        /// Output folder for result.json (default: out/<scenario name>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Random seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Sending phase length, e.g. 30s or 2m (default: the scenario's).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// No live progress display.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Check scenario files; errors name file, line, column and field.
+    Validate {
+        /// Scenario files.
+        #[arg(required = true)]
+        scenarios: Vec<PathBuf>,
+    },
+    /// List the scenarios in a folder with their descriptions.
+    List {
+        /// Folder (default: scenarios).
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+}

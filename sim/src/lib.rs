@@ -1,0 +1,13 @@
+//! The chat load and correctness simulator: scripted operator and visitor bots from TOML
+//! scenarios, checked delivery by delivery, with HDR latency per path.
+
+pub mod bots;
+pub mod checks;
+pub mod cli;
+pub mod metrics;
+pub mod progress;
+pub mod record;
+pub mod result;
+pub mod run;
+pub mod scenario;
+pub mod wire;

@@ -1,0 +1,114 @@
+//! `sim`: runs, validates and lists chat load scenarios.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use sim::cli::{Cli, Command};
+use sim::run::{RunOptions, run};
+use sim::scenario;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,relay=error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            scenario,
+            targets,
+            out,
+            seed,
+            duration,
+            no_progress,
+        } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = RunOptions {
+                scenario,
+                targets,
+                out,
+                seed,
+                duration,
+                progress: !no_progress,
+            };
+            match runtime.block_on(run(opts)) {
+                Ok(outcome) => {
+                    print!("{}", sim::result::summary(&outcome.result));
+                    println!("\nresult: {}", outcome.result_path.display());
+                    runtime.shutdown_background();
+                    if outcome.result.passed {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Validate { scenarios } => {
+            let mut bad = 0;
+            for path in &scenarios {
+                match scenario::load(path) {
+                    Ok(plan) => println!(
+                        "ok   {} ({}: {} bot groups, {} sockets)",
+                        path.display(),
+                        plan.name,
+                        plan.groups.len(),
+                        plan.peak_sockets()
+                    ),
+                    Err(e) => {
+                        bad += 1;
+                        eprintln!("error: {e}");
+                    }
+                }
+            }
+            if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
+        }
+        Command::List { dir } => list(&dir),
+    }
+}
+
+fn list(dir: &Path) -> ExitCode {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut code = ExitCode::SUCCESS;
+    for f in files {
+        match scenario::describe(&f) {
+            Ok((name, description)) => println!("{:<32} {:<18} {description}", f.display(), name),
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = ExitCode::from(2);
+            }
+        }
+    }
+    code
+}

@@ -1,0 +1,305 @@
+//! What a run measures: latency per path in HDR histograms (µs, 3 significant digits),
+//! per-second series, and the names thresholds may refer to.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
+use reports::model::{LatencySummary, PathLatency, SecondLatency};
+
+/// A latency path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Path {
+    /// Operator → the addressed visitor (`incomingOperatorMessage`).
+    OperatorToClient,
+    /// Operator → every other operator socket (`operatorMessageBroadcast`).
+    Fanout,
+    /// Visitor → every operator socket (`incomingMessage`).
+    ClientToOperators,
+    /// Typing indicators, both ways.
+    Typing,
+    /// Connect and join, from the scheduled arrival to the join confirmed.
+    Connect,
+}
+
+impl Path {
+    /// Every path.
+    pub const ALL: [Path; 5] = [
+        Path::OperatorToClient,
+        Path::Fanout,
+        Path::ClientToOperators,
+        Path::Typing,
+        Path::Connect,
+    ];
+
+    /// Name in results and thresholds.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::OperatorToClient => "operator_to_client",
+            Path::Fanout => "fanout",
+            Path::ClientToOperators => "client_to_operators",
+            Path::Typing => "typing",
+            Path::Connect => "connect",
+        }
+    }
+}
+
+/// Counters a run reports; every one may carry a threshold.
+pub const COUNTERS: &[&str] = &[
+    "sent",
+    "delivered",
+    "expected_deliveries",
+    "violations",
+    "lost",
+    "duplicated",
+    "leaked",
+    "misattributed",
+    "echoed",
+    "reordered",
+    "unsanitized",
+    "rate_limit.rejected",
+    "rate_limit.wrongly_delivered",
+    "rate_limit.wrongly_rejected",
+    "presence.missed",
+    "presence.duplicated",
+    "presence.list_mismatch",
+    "relay_errors",
+    "connect.failed",
+    "generator.late",
+    "typing.sent",
+];
+
+/// Counters that are violations of the protocol (their sum is `violations`).
+pub const VIOLATIONS: &[&str] = &[
+    "lost",
+    "duplicated",
+    "leaked",
+    "misattributed",
+    "echoed",
+    "reordered",
+    "unsanitized",
+    "rate_limit.wrongly_delivered",
+    "rate_limit.wrongly_rejected",
+    "presence.missed",
+    "presence.duplicated",
+    "presence.list_mismatch",
+];
+
+const LATENCY_STATS: &[&str] = &[
+    "count", "min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
+];
+
+/// True when `name` is a counter or `<path>.<stat>` / `<path>.service.<stat>`.
+pub fn is_known_metric(name: &str) -> bool {
+    if COUNTERS.contains(&name) {
+        return true;
+    }
+    let Some((path, stat)) = name.split_once('.') else {
+        return false;
+    };
+    let stat = stat.strip_prefix("service.").unwrap_or(stat);
+    Path::ALL.iter().any(|p| p.name() == path) && LATENCY_STATS.contains(&stat)
+}
+
+/// Highest latency recorded: one hour, in µs.
+const MAX_US: u64 = 3_600_000_000;
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs to 1 h at 3 significant digits cannot be an invalid configuration.
+    Histogram::new_with_bounds(1, MAX_US, 3).unwrap_or_else(|_| unreachable!())
+}
+
+/// Intended-time and service-time histograms of one path.
+#[derive(Debug, Clone)]
+pub struct PathHistogram {
+    intended: Histogram<u64>,
+    service: Histogram<u64>,
+    second: Histogram<u64>,
+}
+
+impl Default for PathHistogram {
+    fn default() -> Self {
+        Self {
+            intended: new_histogram(),
+            service: new_histogram(),
+            second: new_histogram(),
+        }
+    }
+}
+
+/// Every path's histograms.
+#[derive(Debug, Clone, Default)]
+pub struct PathHistograms {
+    paths: BTreeMap<Path, PathHistogram>,
+}
+
+impl PathHistograms {
+    /// Records one sample, in µs.
+    pub fn record(&mut self, path: Path, intended_us: u64, service_us: u64) {
+        let h = self.paths.entry(path).or_default();
+        let i = intended_us.clamp(1, MAX_US);
+        h.intended.saturating_record(i);
+        h.service.saturating_record(service_us.clamp(1, MAX_US));
+        h.second.saturating_record(i);
+    }
+
+    /// p99 of `path` over the whole run so far, ms.
+    pub fn p99_ms(&self, path: Path) -> Option<f64> {
+        self.paths
+            .get(&path)
+            .filter(|h| !h.intended.is_empty())
+            .map(|h| h.intended.value_at_quantile(0.99) as f64 / 1000.0)
+    }
+
+    /// This second's p50/p99 per path, and a fresh second.
+    pub fn take_second(&mut self) -> BTreeMap<String, SecondLatency> {
+        let mut out = BTreeMap::new();
+        for (path, h) in &mut self.paths {
+            if !h.second.is_empty() {
+                out.insert(
+                    path.name().to_owned(),
+                    SecondLatency {
+                        p50_ms: h.second.value_at_quantile(0.5) as f64 / 1000.0,
+                        p99_ms: h.second.value_at_quantile(0.99) as f64 / 1000.0,
+                    },
+                );
+            }
+            h.second.reset();
+        }
+        out
+    }
+
+    /// Summaries of every path that has samples.
+    pub fn summaries(&self) -> BTreeMap<String, PathLatency> {
+        self.paths
+            .iter()
+            .filter(|(_, h)| !h.intended.is_empty())
+            .map(|(p, h)| {
+                (
+                    p.name().to_owned(),
+                    PathLatency {
+                        intended: summarize(&h.intended),
+                        service: summarize(&h.service),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Percentiles of `h` in ms, with the histogram serialized (V2 deflate, base64).
+pub fn summarize(h: &Histogram<u64>) -> LatencySummary {
+    let ms = |us: u64| us as f64 / 1000.0;
+    let mut bytes = Vec::new();
+    let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
+    LatencySummary {
+        count: h.len(),
+        min_ms: ms(h.min()),
+        mean_ms: h.mean() / 1000.0,
+        p50_ms: ms(h.value_at_quantile(0.5)),
+        p90_ms: ms(h.value_at_quantile(0.9)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        p999_ms: ms(h.value_at_quantile(0.999)),
+        max_ms: ms(h.max()),
+        hdr_v2_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+    }
+}
+
+/// Value of `metric` in a finished run, if it has one.
+pub fn lookup(
+    metric: &str,
+    counters: &BTreeMap<String, u64>,
+    paths: &BTreeMap<String, PathLatency>,
+) -> Option<f64> {
+    if let Some(v) = counters.get(metric) {
+        return Some(*v as f64);
+    }
+    let (path, stat) = metric.split_once('.')?;
+    let p = paths.get(path);
+    let (summary, stat) = match stat.strip_prefix("service.") {
+        Some(s) => (p.map(|p| &p.service), s),
+        None => (p.map(|p| &p.intended), stat),
+    };
+    let Some(s) = summary else {
+        // no samples: counts are zero, latencies undefined
+        return (stat == "count").then_some(0.0);
+    };
+    Some(match stat {
+        "count" => s.count as f64,
+        "min_ms" => s.min_ms,
+        "mean_ms" => s.mean_ms,
+        "p50_ms" => s.p50_ms,
+        "p90_ms" => s.p90_ms,
+        "p99_ms" => s.p99_ms,
+        "p999_ms" => s.p999_ms,
+        "max_ms" => s.max_ms,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hdrhistogram::serialization::Deserializer;
+
+    #[test]
+    fn known_metrics() {
+        for m in [
+            "lost",
+            "fanout.p99_ms",
+            "connect.service.max_ms",
+            "rate_limit.wrongly_delivered",
+            "typing.count",
+        ] {
+            assert!(is_known_metric(m), "{m}");
+        }
+        for m in ["lots", "fanout.p98_ms", "nowhere.p99_ms", "fanout"] {
+            assert!(!is_known_metric(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn summary_round_trips_the_histogram() {
+        let mut p = PathHistograms::default();
+        for us in 1..=1000u64 {
+            p.record(Path::Fanout, us * 10, us);
+        }
+        let s = p.summaries();
+        let f = &s["fanout"];
+        assert_eq!(f.intended.count, 1000);
+        assert!(
+            (f.intended.p99_ms - 9.9).abs() < 0.05,
+            "{}",
+            f.intended.p99_ms
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&f.intended.hdr_v2_base64)
+            .expect("base64");
+        let h: Histogram<u64> = Deserializer::new()
+            .deserialize(&mut bytes.as_slice())
+            .expect("V2");
+        assert_eq!(h.len(), 1000);
+        assert_eq!(
+            h.value_at_quantile(0.99),
+            p.paths[&Path::Fanout].intended.value_at_quantile(0.99)
+        );
+    }
+
+    #[test]
+    fn lookup_reads_counters_and_stats() {
+        let mut p = PathHistograms::default();
+        p.record(Path::Connect, 2000, 1000);
+        let mut counters = BTreeMap::new();
+        counters.insert("lost".to_owned(), 3);
+        let paths = p.summaries();
+        assert_eq!(lookup("lost", &counters, &paths), Some(3.0));
+        assert_eq!(lookup("connect.p99_ms", &counters, &paths), Some(2.0));
+        assert_eq!(
+            lookup("connect.service.p99_ms", &counters, &paths),
+            Some(1.0)
+        );
+        assert_eq!(lookup("fanout.count", &counters, &paths), Some(0.0));
+        assert_eq!(lookup("fanout.p99_ms", &counters, &paths), None);
+    }
+}

@@ -1,0 +1,259 @@
+//! What bots report to the aggregator: one [`Record`] per observation, stamped with its instant.
+
+use std::time::Instant;
+
+use crate::scenario::BotRole;
+
+/// Index of one connection (a reconnection gets a new one).
+pub type SocketKey = u32;
+
+/// The simulator's run-unique message id, carried in the text (`#sim<id>#`) or image name.
+pub type MsgId = u64;
+
+/// What the sender expects the backend's rate limit to do with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RatePrediction {
+    /// Within budget: must be delivered.
+    Accept,
+    /// Over budget: must not be delivered.
+    Reject,
+    /// Too close to a window edge to say.
+    Ambiguous,
+}
+
+/// How a message travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SentKind {
+    /// Operator → one visitor (and a broadcast to the other operators).
+    OperatorToClient {
+        /// The visitor's server-assigned id.
+        to: String,
+    },
+    /// Visitor → operators.
+    ClientToOperators,
+}
+
+/// How the backend answered a message's ack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// Relayed.
+    Accepted,
+    /// Over the rate limit.
+    RateLimited,
+    /// Refused with a `relayError` code.
+    Refused(String),
+}
+
+/// One event a socket received, reduced to what the checks need.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// `incomingOperatorMessage`.
+    ToClient {
+        /// Message id found in it.
+        msg: Option<MsgId>,
+        /// `from`.
+        from: String,
+        /// Markup survived.
+        unsanitized: bool,
+    },
+    /// `operatorMessageBroadcast`.
+    Broadcast {
+        /// Message id found in it.
+        msg: Option<MsgId>,
+        /// `clientId`.
+        client: String,
+        /// `operatorId`.
+        operator_id: u64,
+        /// `operatorName`.
+        operator_name: String,
+        /// Markup survived.
+        unsanitized: bool,
+    },
+    /// `incomingMessage`.
+    FromClient {
+        /// Message id found in it.
+        msg: Option<MsgId>,
+        /// `from`.
+        from: String,
+        /// Markup survived.
+        unsanitized: bool,
+    },
+    /// `newChat`.
+    NewChat {
+        /// `clientId`.
+        client: String,
+    },
+    /// `chatEnded`.
+    ChatEnded {
+        /// `clientId`.
+        client: String,
+    },
+    /// `operatorConnected`.
+    OperatorConnected {
+        /// `operatorId`.
+        operator_id: u64,
+    },
+    /// `operatorDisconnected`.
+    OperatorDisconnected {
+        /// `operatorId`.
+        operator_id: u64,
+    },
+    /// `clientTyping`.
+    ClientTyping {
+        /// `from`.
+        from: String,
+    },
+    /// `operatorTyping`.
+    OperatorTyping,
+    /// `connectedOperatorsList`.
+    OperatorsList(Vec<u64>),
+    /// `rateLimitExceeded`.
+    RateLimited,
+    /// `relayError`.
+    RelayError {
+        /// `event`.
+        event: String,
+        /// `code`.
+        code: String,
+    },
+    /// Anything else, by name.
+    Other(String),
+}
+
+/// A bot's report.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// Connected and sent `join`.
+    Joining {
+        /// Connection.
+        socket: SocketKey,
+        /// Role.
+        role: BotRole,
+        /// Server-assigned id.
+        sid: String,
+        /// Operator identity, for operator roles.
+        operator: Option<(u64, String)>,
+        /// Scheduled arrival.
+        intended: Instant,
+        /// `join` left.
+        at: Instant,
+    },
+    /// The join is known to be processed (an answer to a request sent after it arrived).
+    Joined {
+        /// Connection.
+        socket: SocketKey,
+        /// When the answer arrived.
+        at: Instant,
+    },
+    /// Connecting failed.
+    ConnectFailed {
+        /// Connection.
+        socket: SocketKey,
+        /// Why.
+        error: String,
+        /// When.
+        at: Instant,
+    },
+    /// A message left.
+    Sent {
+        /// Sender.
+        socket: SocketKey,
+        /// Its id.
+        msg: MsgId,
+        /// Path.
+        kind: SentKind,
+        /// Scheduled instant.
+        intended: Instant,
+        /// Actual instant.
+        at: Instant,
+        /// What the rate limit should do.
+        predicted: RatePrediction,
+    },
+    /// A typing event left.
+    TypingSent {
+        /// Sender.
+        socket: SocketKey,
+        /// When.
+        at: Instant,
+    },
+    /// Something arrived.
+    Received {
+        /// Receiver.
+        socket: SocketKey,
+        /// When.
+        at: Instant,
+        /// What.
+        what: Observed,
+    },
+    /// A message's ack arrived.
+    Ack {
+        /// Sender.
+        socket: SocketKey,
+        /// Which message.
+        msg: MsgId,
+        /// What it said.
+        outcome: AckOutcome,
+    },
+    /// The bot is about to close this connection on purpose.
+    Leaving {
+        /// Connection.
+        socket: SocketKey,
+        /// When.
+        at: Instant,
+    },
+    /// A latency sample measured by the bot itself (connect and join).
+    Latency {
+        /// Path.
+        path: crate::metrics::Path,
+        /// From the intended instant, µs.
+        intended_us: u64,
+        /// Service time, µs.
+        service_us: u64,
+    },
+    /// The operators list asked for at the end of the run.
+    FinalOperatorsList {
+        /// Asking socket.
+        socket: SocketKey,
+        /// When it arrived.
+        at: Instant,
+        /// Operator ids listed.
+        ids: Vec<u64>,
+    },
+    /// The connection ended.
+    Closed {
+        /// Connection.
+        socket: SocketKey,
+        /// When.
+        at: Instant,
+        /// The bot did not ask for it.
+        unexpected: bool,
+    },
+}
+
+/// The id inside a text (`#sim<id>#`) or an image name (`sim-<id>.png`).
+pub fn find_msg_id(s: &str) -> Option<MsgId> {
+    let start = s
+        .find("#sim")
+        .map(|i| i + 4)
+        .or_else(|| s.find("sim-").map(|i| i + 4))?;
+    let digits: &str = &s[start..];
+    let end = digits.bytes().take_while(u8::is_ascii_digit).count();
+    digits[..end].parse().ok()
+}
+
+/// Text carrying `id`.
+pub fn tag_text(id: MsgId, body: &str) -> String {
+    format!("#sim{id}# {body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip_through_text_and_names() {
+        assert_eq!(find_msg_id(&tag_text(42, "hello <b>x</b>")), Some(42));
+        assert_eq!(find_msg_id("sim-7.png"), Some(7));
+        assert_eq!(find_msg_id("no id"), None);
+    }
+}

@@ -1,0 +1,152 @@
+//! Turning a finished ledger into the run result: counters, latencies, thresholds, verdict;
+//! and the terminal summary of a result.
+
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use reports::model::{
+    Environment, GroupInfo, RunResult, SCHEMA_VERSION, ScenarioInfo, SecondSample, TargetInfo,
+    ThresholdVerdict,
+};
+
+use crate::checks::Ledger;
+use crate::metrics::lookup;
+use crate::scenario::{Plan, Target};
+
+/// The result of a run of `plan` whose ledger is final.
+pub fn build(
+    plan: &Plan,
+    ledger: &Ledger,
+    timeseries: Vec<SecondSample>,
+    started: SystemTime,
+    wall: Duration,
+    embedded: bool,
+    interrupted: bool,
+) -> RunResult {
+    let counters = ledger.counters();
+    let paths = ledger.histograms.summaries();
+    let mut thresholds: Vec<ThresholdVerdict> = plan
+        .thresholds
+        .iter()
+        .map(|t| {
+            // a latency with no sample has no value: it cannot be shown to hold
+            let value = lookup(&t.metric, &counters, &paths);
+            ThresholdVerdict {
+                metric: t.metric.clone(),
+                limit: t.limit,
+                bound: if t.at_least { "min" } else { "max" }.to_owned(),
+                value,
+                passed: value.is_some_and(|v| {
+                    if t.at_least {
+                        v >= t.limit
+                    } else {
+                        v <= t.limit
+                    }
+                }),
+            }
+        })
+        .collect();
+    thresholds.sort_by_key(|t| t.passed);
+    let passed = !interrupted && thresholds.iter().all(|t| t.passed);
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        passed,
+        scenario: ScenarioInfo {
+            name: plan.name.clone(),
+            description: plan.description.clone(),
+            file: plan.file.display().to_string(),
+            duration_s: plan.duration.as_secs_f64(),
+            drain_s: plan.drain.as_secs_f64(),
+            seed: plan.seed,
+            shard: None,
+            groups: plan
+                .groups
+                .iter()
+                .map(|g| GroupInfo {
+                    name: g.name.clone(),
+                    role: g.role.as_str().to_owned(),
+                    count: g.count,
+                    tabs: g.tabs,
+                    messages_per_minute: g.messages_per_minute,
+                })
+                .collect(),
+        },
+        target: TargetInfo {
+            kind: if embedded { "embedded" } else { "external" }.to_owned(),
+            urls: match &plan.target {
+                Target::External { urls, .. } => urls.clone(),
+                Target::Embedded => Vec::new(),
+            },
+            relay_version: embedded.then(|| env!("CARGO_PKG_VERSION").to_owned()),
+        },
+        environment: Environment {
+            sim_version: env!("CARGO_PKG_VERSION").to_owned(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            os: std::env::consts::OS.to_owned(),
+            started_at: humantime::format_rfc3339_seconds(started).to_string(),
+            wall_s: wall.as_secs_f64(),
+        },
+        counters,
+        paths,
+        thresholds,
+        timeseries,
+        examples: ledger.examples(),
+    }
+}
+
+/// The table `sim run` prints at the end.
+pub fn summary(result: &RunResult) -> String {
+    let mut out = String::new();
+    let verdict = if result.passed { "PASS" } else { "FAIL" };
+    let _ = writeln!(
+        out,
+        "\n{verdict}  {} ({})",
+        result.scenario.name, result.scenario.file
+    );
+    let _ = writeln!(
+        out,
+        "\n  {:<34} {:>12} {:>12}",
+        "threshold", "value", "limit"
+    );
+    for t in &result.thresholds {
+        let mark = if t.passed { "ok  " } else { "FAIL" };
+        let value = t
+            .value
+            .map_or_else(|| "no data".to_owned(), |v| format!("{v:.3}"));
+        let op = if t.bound == "min" { ">=" } else { "<=" };
+        let _ = writeln!(
+            out,
+            "{mark} {:<33} {value:>12} {op} {:<12.3}",
+            t.metric, t.limit
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\n  {:<22} {:>9} {:>9} {:>9} {:>9} {:>9}   (ms from intended send time)",
+        "path", "count", "p50", "p99", "p99.9", "max"
+    );
+    for (name, p) in &result.paths {
+        let i = &p.intended;
+        let _ = writeln!(
+            out,
+            "  {name:<22} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            i.count, i.p50_ms, i.p99_ms, i.p999_ms, i.max_ms
+        );
+    }
+    let _ = writeln!(out);
+    for (name, value) in &result.counters {
+        if *value > 0 || name == "violations" {
+            let _ = writeln!(out, "  {name:<34} {value:>12}");
+        }
+    }
+    for (class, examples) in &result.examples {
+        if let Some(e) = examples.first() {
+            let _ = writeln!(
+                out,
+                "  e.g. {class}: {} (socket {}, message {:?}, at {:.2}s)",
+                e.detail, e.socket, e.message_id, e.at_s
+            );
+        }
+    }
+    out
+}
