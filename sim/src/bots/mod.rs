@@ -310,7 +310,12 @@ impl Bot<'_> {
         };
         let group = &self.spec.group;
         if self.rng.random_bool(group.typing_probability) {
-            let sent = match &to {
+            // recorded before it leaves, so no receipt can reach the ledger first
+            self.shared.record(Record::TypingSent {
+                socket: self.key,
+                at: std::time::Instant::now(),
+            });
+            let _ = match &to {
                 Some(to) => {
                     let t = OperatorTypingRequest {
                         to: to.clone(),
@@ -323,12 +328,6 @@ impl Bot<'_> {
                     self.conn.emit(event::CLIENT_TYPING, &t, None).await
                 }
             };
-            if sent.is_ok() {
-                self.shared.record(Record::TypingSent {
-                    socket: self.key,
-                    at: std::time::Instant::now(),
-                });
-            }
         }
         let id: MsgId = self.shared.next_msg.fetch_add(1, Ordering::Relaxed);
         let mut body = if self.rng.random_bool(group.image_fraction) {

@@ -1,0 +1,61 @@
+//! `sim run scenarios/smoke.toml` in-process against the embedded relay: passes with zero
+//! violations, and writes a result.json that reads back as the model.
+
+mod common;
+
+use reports::model::RunResult;
+use sim::run::{RunOptions, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_passes_with_zero_violations() {
+    let dir = common::temp_dir("smoke");
+    let outcome = run(RunOptions {
+        scenario: common::scenarios_dir().join("smoke.toml"),
+        targets: Vec::new(),
+        out: Some(dir.clone()),
+        seed: None,
+        duration: None,
+        progress: false,
+    })
+    .await
+    .expect("run happens");
+    let r = &outcome.result;
+    let failed: Vec<_> = r.thresholds.iter().filter(|t| !t.passed).collect();
+    assert!(
+        r.passed,
+        "failed thresholds: {failed:?}\nexamples: {:?}",
+        r.examples
+    );
+    assert_eq!(r.counters["violations"], 0);
+    assert!(r.counters["delivered"] > 1000, "{:?}", r.counters);
+    assert_eq!(r.counters["delivered"], r.counters["expected_deliveries"]);
+    assert!(
+        r.counters["rate_limit.rejected"] > 0,
+        "the spammer was limited"
+    );
+    for path in [
+        "fanout",
+        "client_to_operators",
+        "operator_to_client",
+        "typing",
+        "connect",
+    ] {
+        assert!(
+            r.paths.get(path).is_some_and(|p| p.intended.count > 0),
+            "no samples for {path}"
+        );
+    }
+    assert!(r.timeseries.len() >= 15);
+    let text = std::fs::read_to_string(&outcome.result_path).expect("result.json");
+    let back: RunResult = serde_json::from_str(&text).expect("reads back as the model");
+    assert_eq!(back.counters, r.counters);
+    assert_eq!(back.thresholds.len(), r.thresholds.len());
+    assert_eq!(
+        back.paths.keys().collect::<Vec<_>>(),
+        r.paths.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        back.paths["fanout"].intended.hdr_v2_base64,
+        r.paths["fanout"].intended.hdr_v2_base64
+    );
+}
