@@ -96,6 +96,10 @@ pub struct Environment {
     pub started_at: String,
     /// Wall time of the whole run, seconds.
     pub wall_s: f64,
+    /// CPU time the simulator process used (user + system), seconds; embedded runs include the relay.
+    pub sim_cpu_s: Option<f64>,
+    /// Peak resident memory of the simulator process, KiB; embedded runs include the relay.
+    pub sim_peak_rss_kib: Option<u64>,
 }
 
 /// Latency of one path, from the intended send time and as raw service time.

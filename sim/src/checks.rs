@@ -56,6 +56,8 @@ struct Entry {
 pub struct Ledger {
     start: Instant,
     sockets: Vec<Option<SocketInfo>>,
+    /// Operator-role sockets: the only ones a fan-out can owe anything to.
+    operator_keys: Vec<SocketKey>,
     by_sid: HashMap<String, SocketKey>,
     pending: HashMap<MsgId, Entry>,
     settled: IdSet,
@@ -89,6 +91,7 @@ impl Ledger {
         Self {
             start,
             sockets: Vec::new(),
+            operator_keys: Vec::new(),
             by_sid: HashMap::new(),
             pending: HashMap::new(),
             settled: IdSet::default(),
@@ -121,6 +124,9 @@ impl Ledger {
                     self.sockets.resize_with(idx + 1, || None);
                 }
                 self.by_sid.insert(sid.clone(), socket);
+                if role.is_operator() {
+                    self.operator_keys.push(socket);
+                }
                 self.sockets[idx] = Some(SocketInfo {
                     role,
                     sid,
@@ -465,85 +471,32 @@ impl Ledger {
             self.violation("duplicated", Some(id), socket, at, detail.into());
             return;
         };
-        let sender = entry.sender;
-        let (intended, sent_at, kind, predicted) = (
-            entry.intended,
-            entry.sent_at,
-            entry.kind.clone(),
-            entry.predicted,
-        );
-        let duplicate = entry.received.contains(&socket);
-        if duplicate {
+        if entry.received.contains(&socket) {
             self.violation("duplicated", Some(id), socket, at, "received twice".into());
             return;
         }
+        let (sender, intended, sent_at, predicted) =
+            (entry.sender, entry.intended, entry.sent_at, entry.predicted);
+        // judged on borrowed data: nothing is allocated on the path of a correct delivery
+        let findings = judge(
+            entry,
+            self.socket(socket),
+            self.socket(sender),
+            socket,
+            path,
+            from,
+            operator,
+        );
         if let Some(e) = self.pending.get_mut(&id) {
             e.received.push(socket);
         }
-        if socket == sender {
-            self.violation(
-                "echoed",
-                Some(id),
-                socket,
-                at,
-                "sent back to its sender".into(),
-            );
+        let mut fatal = false;
+        for (class, detail, stop) in findings {
+            self.violation(class, Some(id), socket, at, detail);
+            fatal |= stop;
+        }
+        if fatal {
             return;
-        }
-        // the right recipient kind for the path
-        let my_sid = self
-            .socket(socket)
-            .map(|s| s.sid.clone())
-            .unwrap_or_default();
-        let sender_info = self
-            .socket(sender)
-            .map(|s| (s.sid.clone(), s.operator.clone()));
-        let Some((sender_sid, sender_op)) = sender_info else {
-            return;
-        };
-        match (&kind, path) {
-            (SentKind::OperatorToClient { to }, Path::OperatorToClient) if *to != my_sid => {
-                self.violation(
-                    "leaked",
-                    Some(id),
-                    socket,
-                    at,
-                    format!("message for {to} reached another visitor"),
-                );
-                return;
-            }
-            (SentKind::ClientToOperators, Path::OperatorToClient | Path::Fanout)
-            | (SentKind::OperatorToClient { .. }, Path::ClientToOperators) => {
-                self.violation(
-                    "misattributed",
-                    Some(id),
-                    socket,
-                    at,
-                    "delivered as the wrong event".into(),
-                );
-                return;
-            }
-            _ => {}
-        }
-        if from.is_some_and(|f| f != sender_sid) {
-            self.violation(
-                "misattributed",
-                Some(id),
-                socket,
-                at,
-                format!("from {from:?}, sender is {sender_sid}"),
-            );
-        }
-        if let (Some((oid, oname)), Some((sid, sname))) = (operator, &sender_op)
-            && (oid != *sid || oname != sname)
-        {
-            self.violation(
-                "misattributed",
-                Some(id),
-                socket,
-                at,
-                format!("attributed to {oid} {oname:?}, sender is {sid} {sname:?}"),
-            );
         }
         if predicted == RatePrediction::Reject {
             self.violation(
@@ -623,10 +576,9 @@ impl Ledger {
     fn expected_recipients(&self, e: &Entry) -> Vec<SocketKey> {
         let stays = |s: &SocketInfo| s.left_at.is_none_or(|l| l >= e.sent_at + LEAVE_GRACE);
         let mut out: Vec<SocketKey> = self
-            .sockets
+            .operator_keys
             .iter()
-            .enumerate()
-            .filter_map(|(k, s)| s.as_ref().map(|s| (k as SocketKey, s)))
+            .filter_map(|&k| self.socket(k).map(|s| (k, s)))
             .filter(|(k, s)| {
                 *k != e.sender
                     && s.role.is_operator()
@@ -824,6 +776,65 @@ impl IdSet {
         let (w, b) = ((*id / 64) as usize, *id % 64);
         self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
     }
+}
+
+/// What is wrong with a delivery of `entry` to `me` on `path`: (class, detail, stop counting it).
+fn judge(
+    entry: &Entry,
+    me: Option<&SocketInfo>,
+    sender: Option<&SocketInfo>,
+    me_key: SocketKey,
+    path: Path,
+    from: Option<&str>,
+    operator: Option<(u64, &str)>,
+) -> Vec<(&'static str, String, bool)> {
+    let mut found = Vec::new();
+    if me_key == entry.sender {
+        found.push(("echoed", "sent back to its sender".to_owned(), true));
+        return found;
+    }
+    let (Some(me), Some(sender)) = (me, sender) else {
+        return found;
+    };
+    match (&entry.kind, path) {
+        (SentKind::OperatorToClient { to }, Path::OperatorToClient) if *to != me.sid => {
+            found.push((
+                "leaked",
+                format!("message for {to} reached another visitor"),
+                true,
+            ));
+            return found;
+        }
+        (SentKind::ClientToOperators, Path::OperatorToClient | Path::Fanout)
+        | (SentKind::OperatorToClient { .. }, Path::ClientToOperators) => {
+            found.push((
+                "misattributed",
+                "delivered as the wrong event".to_owned(),
+                true,
+            ));
+            return found;
+        }
+        _ => {}
+    }
+    if let Some(f) = from
+        && f != sender.sid
+    {
+        found.push((
+            "misattributed",
+            format!("from {f:?}, sender is {}", sender.sid),
+            false,
+        ));
+    }
+    if let (Some((oid, oname)), Some((sid, sname))) = (operator, &sender.operator)
+        && (oid != *sid || oname != sname)
+    {
+        found.push((
+            "misattributed",
+            format!("attributed to {oid} {oname:?}, sender is {sid} {sname:?}"),
+            false,
+        ));
+    }
+    found
 }
 
 fn micros(d: Duration) -> u64 {

@@ -27,7 +27,7 @@ fn main() -> ExitCode {
             duration,
             no_progress,
         } => {
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match runtime_for(&scenario, &targets) {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
@@ -83,6 +83,20 @@ fn main() -> ExitCode {
             }
         }
         Command::List { dir } => list(&dir),
+    }
+}
+
+/// Against an external target the bots and the ledger run on one thread: at these rates
+/// cross-thread wake-ups cost more than the work. The embedded relay gets every core.
+fn runtime_for(scenario: &Path, targets: &[String]) -> std::io::Result<tokio::runtime::Runtime> {
+    let external = !targets.is_empty()
+        || scenario::load(scenario).is_ok_and(|p| p.target != scenario::Target::Embedded);
+    if external && std::env::var_os("SIM_MULTI_THREAD").is_none() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Runtime::new()
     }
 }
 

@@ -85,6 +85,8 @@ pub fn build(
             os: std::env::consts::OS.to_owned(),
             started_at: humantime::format_rfc3339_seconds(started).to_string(),
             wall_s: wall.as_secs_f64(),
+            sim_cpu_s: own_cpu_seconds(),
+            sim_peak_rss_kib: own_peak_rss_kib(),
         },
         counters,
         paths,
@@ -92,6 +94,26 @@ pub fn build(
         timeseries,
         examples: ledger.examples(),
     }
+}
+
+/// CPU seconds this process used, from `/proc/self/stat` (Linux; `None` elsewhere).
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0) // USER_HZ
+}
+
+/// Peak RSS of this process, from `/proc/self/status` (Linux; `None` elsewhere).
+fn own_peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// The table `sim run` prints at the end.
@@ -133,7 +155,14 @@ pub fn summary(result: &RunResult) -> String {
             i.count, i.p50_ms, i.p99_ms, i.p999_ms, i.max_ms
         );
     }
-    let _ = writeln!(out);
+    let env = &result.environment;
+    let _ = writeln!(
+        out,
+        "\n  wall {:.1} s, sim CPU {} s, sim peak RSS {} KiB",
+        env.wall_s,
+        env.sim_cpu_s.map_or("?".into(), |c| format!("{c:.2}")),
+        env.sim_peak_rss_kib.map_or("?".into(), |r| r.to_string())
+    );
     for (name, value) in &result.counters {
         if *value > 0 || name == "violations" {
             let _ = writeln!(out, "  {name:<34} {value:>12}");

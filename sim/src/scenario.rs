@@ -495,8 +495,8 @@ impl Checker<'_> {
             } else {
                 2.0
             });
-        if !(0.0..=6000.0).contains(&rate) || rate.is_nan() {
-            return Err(self.invalid("bots", at, "messages_per_minute", "must be 0 to 6000"));
+        if !(0.0..=60_000.0).contains(&rate) || rate.is_nan() {
+            return Err(self.invalid("bots", at, "messages_per_minute", "must be 0 to 60000"));
         }
         if role == BotRole::Supervisor && rate > 0.0 {
             return Err(self.invalid(

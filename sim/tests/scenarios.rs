@@ -98,3 +98,21 @@ fn bad_arguments_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file.toml"));
 }
+
+#[test]
+fn an_embedded_run_over_the_open_file_limit_is_refused_with_advice() {
+    let dir = common::temp_dir("too-many");
+    let path = dir.join("big.toml");
+    std::fs::write(
+        &path,
+        "[scenario]\nname = \"big\"\nduration = \"5s\"\n\n[[bots]]\nrole = \"client\"\ncount = 1000000\n",
+    )
+    .expect("write");
+    let out = sim(&["run", &path.display().to_string(), "--no-progress"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1000000 sockets") && err.contains("--target"),
+        "{err}"
+    );
+}

@@ -135,7 +135,18 @@ pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
             return;
         }
         let key = shared.next_socket.fetch_add(1, Ordering::Relaxed);
-        let Some(conn) = connect(&shared, &spec, key, arrival).await else {
+        let attempt = tokio::select! {
+            conn = connect(&shared, &spec, key, arrival) => conn,
+            _ = phase.wait_for(|p| *p != Phase::Sending) => {
+                shared.record(Record::ConnectFailed {
+                    socket: key,
+                    error: "still connecting when the sending phase ended".into(),
+                    at: std::time::Instant::now(),
+                });
+                None
+            }
+        };
+        let Some(conn) = attempt else {
             return;
         };
         let mut bot = Bot {
@@ -168,7 +179,7 @@ async fn connect(
         .addr
         .ip()
         .is_loopback()
-        .then(|| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + ((key / 15_000) % 250) as u8)));
+        .then(|| loopback_source(key));
     let auth = spec.operator.as_ref().map(|who| {
         let token = sign_hs256(shared.jwt_secret.as_bytes(), &Claims::new(who, 24 * 3600));
         json!({ "token": token }).to_string()
@@ -206,6 +217,16 @@ async fn connect(
         }
     }
 }
+
+/// Loopback source address of connection `key`: round-robin over 127.0.0.1–64, so no address
+/// carries more than a few hundred connections and the kernel finds a free port at once
+/// (past ~15,000 sockets on one address, `connect()` spends its time hunting for ports).
+fn loopback_source(key: SocketKey) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (key % SOURCE_ADDRESSES) as u8))
+}
+
+/// Loopback addresses connections are spread over.
+const SOURCE_ADDRESSES: u32 = 64;
 
 enum SessionEnd {
     /// The lifetime ran out: reconnect.
@@ -255,7 +276,12 @@ impl Bot<'_> {
             return self.lost();
         }
         let life_end = self.spec.group.lifetime.map(|l| Instant::now() + l);
-        let mut next_send = Instant::now() + self.think();
+        // timers live across iterations: re-arming one per received frame would cost more
+        // than handling the frame
+        let far = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+        let send_timer = sleep_until(Instant::now() + self.think());
+        let life_timer = sleep_until(life_end.unwrap_or(far));
+        tokio::pin!(send_timer, life_timer);
         loop {
             let sending =
                 *phase.borrow() == Phase::Sending && self.spec.group.messages_per_minute > 0.0;
@@ -277,11 +303,13 @@ impl Bot<'_> {
                     Ok(Incoming::Ack(id, frame)) => self.on_ack(id, frame.as_str()),
                     Ok(Incoming::Disconnect) | Err(_) => return self.lost(),
                 },
-                () = sleep_until(next_send), if sending => {
-                    self.send(next_send).await;
-                    next_send += self.think();
+                () = &mut send_timer, if sending => {
+                    let intended = send_timer.deadline();
+                    self.send(intended).await;
+                    let next = intended + self.think();
+                    send_timer.as_mut().reset(next);
                 }
-                () = sleep_until(life_end.unwrap_or_else(Instant::now)), if life_end.is_some() && *phase.borrow() == Phase::Sending => {
+                () = &mut life_timer, if life_end.is_some() && *phase.borrow() == Phase::Sending => {
                     self.leave().await;
                     return SessionEnd::Lifetime;
                 }

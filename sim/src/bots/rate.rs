@@ -68,9 +68,8 @@ fn count_since(q: &mut VecDeque<Instant>, now: Instant, window: Duration) -> usi
     {
         q.pop_front();
     }
-    q.iter()
-        .filter(|&&t| now.saturating_duration_since(t) < window)
-        .count()
+    // sends are in time order: binary search for the first one inside the window
+    q.len() - q.partition_point(|&t| now.saturating_duration_since(t) >= window)
 }
 
 #[cfg(test)]
