@@ -28,7 +28,14 @@ async fn smoke_passes_with_zero_violations() {
     );
     assert_eq!(r.counters["violations"], 0);
     assert!(r.counters["delivered"] > 1000, "{:?}", r.counters);
-    assert_eq!(r.counters["delivered"], r.counters["expected_deliveries"]);
+    // every owed delivery arrived; sockets that joined while a message was in flight may
+    // also get it, so deliveries can exceed what was owed
+    assert_eq!(r.counters["lost"], 0);
+    assert!(
+        r.counters["delivered"] >= r.counters["expected_deliveries"],
+        "{:?}",
+        r.counters
+    );
     assert!(
         r.counters["rate_limit.rejected"] > 0,
         "the spammer was limited"
