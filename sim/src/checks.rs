@@ -35,9 +35,9 @@ struct SocketInfo {
     left_at: Option<Instant>,
     /// Presence: operators this socket was told are online (for duplicate detection).
     told_online: HashSet<u64>,
-    /// Presence: visitors announced to this socket.
-    new_chats: HashSet<String>,
-    ended_chats: HashSet<String>,
+    /// Presence, for a visitor: operator sockets that got its `newChat` / `chatEnded`.
+    announced_to: Vec<SocketKey>,
+    ended_to: Vec<SocketKey>,
 }
 
 #[derive(Debug)]
@@ -72,6 +72,12 @@ pub struct Ledger {
     pub histograms: PathHistograms,
     connected: u64,
     second: SecondTally,
+    /// Latest instant any record carried: the ledger's clock, so a backlog of records
+    /// does not make timely deliveries look late.
+    latest: Instant,
+    predicted_ambiguous: HashMap<SocketKey, u64>,
+    list_requested: Option<SocketKey>,
+    list_answered: bool,
 }
 
 /// Counts of the current second.
@@ -105,12 +111,21 @@ impl Ledger {
             histograms: PathHistograms::default(),
             connected: 0,
             second: SecondTally::default(),
+            latest: start,
+            predicted_ambiguous: HashMap::new(),
+            list_requested: None,
+            list_answered: false,
         }
     }
 
     /// Takes one record into account.
     pub fn apply(&mut self, record: Record) {
+        if let Some(at) = record_instant(&record) {
+            self.latest = self.latest.max(at);
+        }
         match record {
+            Record::ConnectUnfinished { .. } => self.count("connect.unfinished", 1),
+            Record::ListRequested { socket } => self.list_requested = Some(socket),
             Record::Joining {
                 socket,
                 role,
@@ -135,8 +150,8 @@ impl Ledger {
                     joined_at: None,
                     left_at: None,
                     told_online: HashSet::new(),
-                    new_chats: HashSet::new(),
-                    ended_chats: HashSet::new(),
+                    announced_to: Vec::new(),
+                    ended_to: Vec::new(),
                 });
                 self.connected += 1;
                 let _ = intended;
@@ -162,8 +177,14 @@ impl Ledger {
                 if at.saturating_duration_since(intended) > LATE {
                     self.count("generator.late", 1);
                 }
-                if predicted == RatePrediction::Reject {
-                    *self.predicted_rejects.entry(socket).or_default() += 1;
+                match predicted {
+                    RatePrediction::Reject => {
+                        *self.predicted_rejects.entry(socket).or_default() += 1
+                    }
+                    RatePrediction::Ambiguous => {
+                        *self.predicted_ambiguous.entry(socket).or_default() += 1
+                    }
+                    RatePrediction::Accept => {}
                 }
                 self.pending.insert(
                     msg,
@@ -208,18 +229,29 @@ impl Ledger {
                 service_us,
             } => self.histograms.record(path, intended_us, service_us),
             Record::FinalOperatorsList { socket, at, ids } => {
-                self.check_operators_list(socket, at, &ids)
+                self.list_answered = true;
+                self.check_operators_list(socket, at, &ids);
             }
             Record::Closed {
                 socket,
                 at,
                 unexpected,
             } => {
+                let mut was_open = false;
                 if let Some(s) = self.socket_mut(socket) {
+                    was_open = s.left_at.is_none();
                     s.left_at.get_or_insert(at);
                     self.connected = self.connected.saturating_sub(1);
                 }
-                let _ = unexpected;
+                if unexpected && was_open {
+                    self.violation(
+                        "disconnected.unexpected",
+                        None,
+                        socket,
+                        at,
+                        "the backend closed the connection".into(),
+                    );
+                }
             }
         }
     }
@@ -232,6 +264,11 @@ impl Ledger {
     /// The current second's tally, and a fresh one.
     pub fn take_second(&mut self) -> SecondTally {
         std::mem::take(&mut self.second)
+    }
+
+    /// Judges messages sent `SETTLE` before the latest record.
+    pub fn settle_due_now(&mut self) {
+        self.settle_due(self.latest);
     }
 
     /// Judges messages sent before `now - SETTLE`.
@@ -255,6 +292,16 @@ impl Ledger {
         }
         self.check_presence();
         self.check_rate_limit_counts();
+        if let (Some(socket), false) = (self.list_requested, self.list_answered) {
+            let at = self.latest;
+            self.violation(
+                "presence.list_mismatch",
+                None,
+                socket,
+                at,
+                "getConnectedOperators got no answer".into(),
+            );
+        }
     }
 
     /// Every counter, violations summed, all names present.
@@ -427,6 +474,15 @@ impl Ledger {
                 }
             }
             Observed::OperatorsList(_) => {}
+            Observed::Malformed { event } => {
+                self.violation(
+                    "malformed",
+                    None,
+                    socket,
+                    at,
+                    format!("{event} payload does not parse"),
+                );
+            }
             Observed::RateLimited => {
                 self.count("rate_limit.rejected", 1);
                 *self.rate_limit_events.entry(socket).or_default() += 1;
@@ -498,7 +554,11 @@ impl Ledger {
         if fatal {
             return;
         }
-        if predicted == RatePrediction::Reject {
+        let acked_limited = self
+            .pending
+            .get(&id)
+            .is_some_and(|e| e.acked == Some(AckOutcome::RateLimited));
+        if predicted == RatePrediction::Reject || acked_limited {
             self.violation(
                 "rate_limit.wrongly_delivered",
                 Some(id),
@@ -617,12 +677,20 @@ impl Ledger {
             );
             return;
         }
-        let fresh = self.socket_mut(socket).is_some_and(|s| {
-            if started {
-                s.new_chats.insert(client.clone())
+        let Some(&visitor) = self.by_sid.get(&client) else {
+            return; // not one of this run's visitors
+        };
+        let fresh = self.socket_mut(visitor).is_some_and(|v| {
+            let list = if started {
+                &mut v.announced_to
             } else {
-                s.ended_chats.insert(client.clone())
+                &mut v.ended_to
+            };
+            let fresh = !list.contains(&socket);
+            if fresh {
+                list.push(socket);
             }
+            fresh
         });
         if !fresh {
             self.violation(
@@ -639,31 +707,29 @@ impl Ledger {
     /// its `chatEnded` when the visitor left while the operator stayed.
     fn check_presence(&mut self) {
         let mut missed = Vec::new();
-        for (ok, o) in self.sockets.iter().enumerate() {
-            let Some(o) = o else { continue };
-            let Some(o_joined) = o.joined_at.filter(|_| o.role.is_operator()) else {
-                continue;
-            };
-            for v in self
-                .sockets
-                .iter()
-                .flatten()
-                .filter(|v| v.role == BotRole::Client)
-            {
+        for v in self
+            .sockets
+            .iter()
+            .flatten()
+            .filter(|v| v.role == BotRole::Client)
+        {
+            let announced: HashSet<SocketKey> = v.announced_to.iter().copied().collect();
+            let ended: HashSet<SocketKey> = v.ended_to.iter().copied().collect();
+            for &ok in &self.operator_keys {
+                let Some(o) = self.socket(ok) else { continue };
+                let Some(o_joined) = o.joined_at else {
+                    continue;
+                };
                 let o_there =
                     |t: Instant| o_joined <= t && o.left_at.is_none_or(|l| l >= t + LEAVE_GRACE);
-                if o_there(v.joining_at) && !o.new_chats.contains(&v.sid) {
-                    missed.push((
-                        ok as SocketKey,
-                        v.joining_at,
-                        format!("no newChat for {}", v.sid),
-                    ));
+                if o_there(v.joining_at) && !announced.contains(&ok) {
+                    missed.push((ok, v.joining_at, format!("no newChat for {}", v.sid)));
                 }
                 if let Some(left) = v.left_at
                     && o_there(left)
-                    && !o.ended_chats.contains(&v.sid)
+                    && !ended.contains(&ok)
                 {
-                    missed.push((ok as SocketKey, left, format!("no chatEnded for {}", v.sid)));
+                    missed.push((ok, left, format!("no chatEnded for {}", v.sid)));
                 }
             }
         }
@@ -680,7 +746,9 @@ impl Ledger {
             if self.rate_limit_acks.contains_key(&socket) {
                 continue; // judged per message through acks
             }
-            let predicted = self.predicted_rejects.get(&socket).copied().unwrap_or(0);
+            // ambiguous sends may rightly have been refused too
+            let predicted = self.predicted_rejects.get(&socket).copied().unwrap_or(0)
+                + self.predicted_ambiguous.get(&socket).copied().unwrap_or(0);
             if got > predicted {
                 let sid = self.sid(socket);
                 self.count("rate_limit.wrongly_rejected", got - predicted);
@@ -835,6 +903,22 @@ fn judge(
         ));
     }
     found
+}
+
+/// The instant a record carries, if any.
+fn record_instant(r: &Record) -> Option<Instant> {
+    match r {
+        Record::Joining { at, .. }
+        | Record::Joined { at, .. }
+        | Record::ConnectFailed { at, .. }
+        | Record::Sent { at, .. }
+        | Record::TypingSent { at, .. }
+        | Record::Received { at, .. }
+        | Record::Leaving { at, .. }
+        | Record::FinalOperatorsList { at, .. }
+        | Record::Closed { at, .. } => Some(*at),
+        _ => None,
+    }
 }
 
 fn micros(d: Duration) -> u64 {

@@ -325,3 +325,94 @@ fn settled_messages_leave_the_ledger() {
     w.got_to_client(V1, 5, 20_000);
     only(&w.finish(), "duplicated", 1);
 }
+
+#[test]
+fn a_backend_closing_a_socket_is_a_violation_but_leaving_is_not() {
+    let mut w = World::new();
+    let at = w.at(5);
+    w.ledger.apply(Record::Leaving { socket: V2, at });
+    w.ledger.apply(Record::Closed {
+        socket: V2,
+        at,
+        unexpected: false,
+    });
+    for op in [OP_A, OP_B] {
+        w.ledger.apply(Record::Received {
+            socket: op,
+            at,
+            what: Observed::ChatEnded {
+                client: "v2".into(),
+            },
+        });
+    }
+    w.ledger.apply(Record::Closed {
+        socket: V1,
+        at,
+        unexpected: true,
+    });
+    for op in [OP_A, OP_B] {
+        w.ledger.apply(Record::Received {
+            socket: op,
+            at,
+            what: Observed::ChatEnded {
+                client: "v1".into(),
+            },
+        });
+    }
+    only(&w.finish(), "disconnected.unexpected", 1);
+}
+
+#[test]
+fn malformed_payloads_are_counted() {
+    let mut w = World::new();
+    let at = w.at(5);
+    w.ledger.apply(Record::Received {
+        socket: OP_A,
+        at,
+        what: Observed::Malformed {
+            event: "incomingMessage".into(),
+        },
+    });
+    only(&w.finish(), "malformed", 1);
+}
+
+#[test]
+fn an_unanswered_operators_list_is_a_mismatch() {
+    let mut w = World::new();
+    w.ledger.apply(Record::ListRequested { socket: OP_A });
+    only(&w.finish(), "presence.list_mismatch", 1);
+}
+
+#[test]
+fn the_operators_list_must_match_who_is_online() {
+    let mut w = World::new();
+    w.ledger.apply(Record::ListRequested { socket: OP_A });
+    let at = w.at(5);
+    w.ledger.apply(Record::FinalOperatorsList {
+        socket: OP_A,
+        at,
+        ids: vec![1, 2],
+    });
+    let mut bad = World::new();
+    bad.ledger.apply(Record::ListRequested { socket: OP_A });
+    bad.ledger.apply(Record::FinalOperatorsList {
+        socket: OP_A,
+        at,
+        ids: vec![1, 1, 2],
+    });
+    assert_eq!(w.finish()["violations"], 0);
+    only(&bad.finish(), "presence.list_mismatch", 1);
+}
+
+#[test]
+fn delivered_although_acked_as_rate_limited() {
+    let mut w = World::new();
+    w.send_to_v1(1, 10, RatePrediction::Ambiguous);
+    w.ledger.apply(Record::Ack {
+        socket: OP_A,
+        msg: 1,
+        outcome: AckOutcome::RateLimited,
+    });
+    w.got_to_client(V1, 1, 11);
+    only(&w.finish(), "rate_limit.wrongly_delivered", 1);
+}

@@ -65,7 +65,10 @@ pub const COUNTERS: &[&str] = &[
     "presence.duplicated",
     "presence.list_mismatch",
     "relay_errors",
+    "malformed",
+    "disconnected.unexpected",
     "connect.failed",
+    "connect.unfinished",
     "generator.late",
     "typing.sent",
 ];
@@ -84,6 +87,8 @@ pub const VIOLATIONS: &[&str] = &[
     "presence.missed",
     "presence.duplicated",
     "presence.list_mismatch",
+    "malformed",
+    "disconnected.unexpected",
 ];
 
 const LATENCY_STATS: &[&str] = &[

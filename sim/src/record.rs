@@ -116,6 +116,11 @@ pub enum Observed {
         /// `code`.
         code: String,
     },
+    /// A known event whose payload did not parse.
+    Malformed {
+        /// Event name.
+        event: String,
+    },
     /// Anything else, by name.
     Other(String),
 }
@@ -153,6 +158,16 @@ pub enum Record {
         error: String,
         /// When.
         at: Instant,
+    },
+    /// Still connecting when the sending phase ended.
+    ConnectUnfinished {
+        /// Connection.
+        socket: SocketKey,
+    },
+    /// The end-of-run operators list was asked for.
+    ListRequested {
+        /// Asking socket.
+        socket: SocketKey,
     },
     /// A message left.
     Sent {

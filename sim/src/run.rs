@@ -54,6 +54,9 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
+    /// A bug: the run's own machinery failed.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// More sockets than this process may open.
     #[error("{0}")]
     TooManySockets(String),
@@ -108,13 +111,18 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     }
 
     let interrupted = drive_phases(&plan, &phase_tx, &progress).await;
+    // bots close within their send timeout; one that does not is cut off, not waited for
+    let deadline = tokio::time::Instant::now() + crate::wire::SEND_TIMEOUT + Duration::from_secs(5);
     for t in bots_tasks {
-        let _ = t.await;
+        let abort = t.abort_handle();
+        if tokio::time::timeout_at(deadline, t).await.is_err() {
+            abort.abort();
+        }
     }
     drop(shared);
     let (ledger, series) = aggregator
         .await
-        .unwrap_or_else(|_| (Ledger::new(start), Vec::new()));
+        .map_err(|e| RunError::Internal(format!("the ledger task failed: {e}")))?;
     progress.finish();
     if let Some((tx, handle)) = relay_handle {
         let _ = tx.send(());
@@ -299,6 +307,9 @@ fn bot_specs(plan: &Plan, start: tokio::time::Instant) -> Vec<BotSpec> {
     specs
 }
 
+/// How long the operators-list answer may take; no answer is a violation.
+const CHECKING: Duration = Duration::from_secs(2);
+
 /// Sending for the plan's duration, then draining, the operators-list check and closing.
 /// Ctrl-C once skips to draining; twice exits at once. Returns whether it was interrupted.
 async fn drive_phases(plan: &Plan, phase: &watch::Sender<Phase>, progress: &Progress) -> bool {
@@ -308,18 +319,25 @@ async fn drive_phases(plan: &Plan, phase: &watch::Sender<Phase>, progress: &Prog
         .map(|g| g.ramp_up)
         .max()
         .unwrap_or_default();
+    // one listener for the whole run: the first Ctrl-C drains, the second exits
+    let (interrupt_tx, mut interrupt_rx) = mpsc::unbounded_channel::<()>();
+    let listener = tokio::spawn(async move {
+        let mut presses = 0;
+        while tokio::signal::ctrl_c().await.is_ok() {
+            presses += 1;
+            if presses >= 2 {
+                std::process::exit(130);
+            }
+            let _ = interrupt_tx.send(());
+        }
+    });
     let mut interrupted = false;
     progress.phase("sending");
     tokio::select! {
         () = tokio::time::sleep(plan.duration.max(ramp)) => {}
-        _ = tokio::signal::ctrl_c() => {
+        _ = interrupt_rx.recv() => {
             interrupted = true;
             progress.note("interrupted: draining and writing results (Ctrl-C again to quit now)");
-            tokio::spawn(async {
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            });
         }
     }
     let _ = phase.send(Phase::Draining);
@@ -327,7 +345,8 @@ async fn drive_phases(plan: &Plan, phase: &watch::Sender<Phase>, progress: &Prog
     tokio::time::sleep(plan.drain).await;
     let _ = phase.send(Phase::Checking);
     progress.phase("checking presence");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(CHECKING).await;
+    drop(listener); // stays alive: a second Ctrl-C while closing still exits
     let _ = phase.send(Phase::Closing);
     progress.phase("closing");
     interrupted
@@ -352,7 +371,7 @@ async fn aggregate(
                 None => break,
             },
             _ = tick.tick() => {
-                ledger.settle_due(Instant::now());
+                ledger.settle_due_now();
                 series.push(sample(&mut ledger, series.len()));
                 snapshot.publish(&ledger);
             }

@@ -713,15 +713,7 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, toml::V
 }
 
 fn check_url(u: &str) -> Result<(), String> {
-    let rest = u
-        .strip_prefix("http://")
-        .or_else(|| u.strip_prefix("https://"))
-        .ok_or_else(|| format!("{u:?} is not an http:// URL like http://127.0.0.1:3001/chat"))?;
-    let (host, _path) = rest.split_once('/').unwrap_or((rest, ""));
-    if host.is_empty() {
-        return Err(format!("{u:?} has no host"));
-    }
-    Ok(())
+    crate::wire::Endpoint::parse(u).map(|_| ())
 }
 
 /// 1-based line and column of byte `offset`.

@@ -16,6 +16,9 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 /// How long the handshake may take before the attempt counts as failed.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long one frame may take to leave before the connection counts as broken.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A Socket.IO endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -194,9 +197,10 @@ impl Connection {
     /// # Errors
     /// [`WireError::Io`] when the connection is gone.
     pub async fn send_raw(&mut self, frame: String) -> Result<(), WireError> {
-        self.ws
-            .send(Message::text(frame))
+        // a backend that stops reading must not hang the bot
+        tokio::time::timeout(SEND_TIMEOUT, self.ws.send(Message::text(frame)))
             .await
+            .map_err(|_| WireError::Timeout)?
             .map_err(|e| WireError::Io(e.to_string()))
     }
 
@@ -241,7 +245,7 @@ impl Connection {
 
     /// Closes the WebSocket with a close frame.
     pub async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+        let _ = tokio::time::timeout(SEND_TIMEOUT, self.ws.close(None)).await;
     }
 }
 

@@ -54,6 +54,7 @@ struct Presence<'a> {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ListEntry {
+    #[serde(default)]
     operator_id: u64,
 }
 
@@ -79,6 +80,14 @@ fn id_and_markup(text: Option<&str>, name: Option<&str>) -> (Option<u64>, bool) 
 /// The observation an event frame carries; `None` for frames that are not events.
 pub fn parse_event(frame: &str) -> Option<Observed> {
     let (name, data) = split_event(frame)?;
+    Some(
+        parse_known(name, data).unwrap_or_else(|| Observed::Malformed {
+            event: name.to_owned(),
+        }),
+    )
+}
+
+fn parse_known(name: &str, data: &str) -> Option<Observed> {
     Some(match name {
         event::INCOMING_OPERATOR_MESSAGE => {
             let m: Addressed = serde_json::from_str(data).ok()?;

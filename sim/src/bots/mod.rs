@@ -138,11 +138,7 @@ pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
         let attempt = tokio::select! {
             conn = connect(&shared, &spec, key, arrival) => conn,
             _ = phase.wait_for(|p| *p != Phase::Sending) => {
-                shared.record(Record::ConnectFailed {
-                    socket: key,
-                    error: "still connecting when the sending phase ended".into(),
-                    at: std::time::Instant::now(),
-                });
+                shared.record(Record::ConnectUnfinished { socket: key });
                 None
             }
         };
@@ -179,7 +175,9 @@ async fn connect(
         .addr
         .ip()
         .is_loopback()
-        .then(|| loopback_source(key));
+        .then_some(endpoint.addr.is_ipv4())
+        .filter(|v4| *v4)
+        .map(|_| loopback_source(key));
     let auth = spec.operator.as_ref().map(|who| {
         let token = sign_hs256(shared.jwt_secret.as_bytes(), &Claims::new(who, 24 * 3600));
         json!({ "token": token }).to_string()
@@ -252,8 +250,12 @@ impl Bot<'_> {
     async fn session(&mut self, phase: &mut watch::Receiver<Phase>) -> SessionEnd {
         let role = self.spec.group.role;
         let join = match &self.spec.operator {
-            Some(_) => JoinRequest {
+            // identity as the guide's frontend claims it; a JWT-checking backend takes the
+            // handshake token's instead
+            Some(who) => JoinRequest {
                 role: "operator".into(),
+                operator_id: Some(who.operator_id),
+                name: Some(who.name.clone()),
                 ..JoinRequest::default()
             },
             None => JoinRequest {
@@ -292,6 +294,7 @@ impl Bot<'_> {
                     let now = *phase.borrow();
                     match now {
                         Phase::Checking if self.spec.checks_list => {
+                            self.shared.record(Record::ListRequested { socket: self.key });
                             let _ = self.conn.emit(event::GET_CONNECTED_OPERATORS, &(), None).await;
                         }
                         Phase::Closing => return self.close().await,
