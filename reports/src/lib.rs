@@ -1,6 +1,10 @@
 //! Run results of the chat load simulator: the one model every renderer reads
-//! ([`model::RunResult`]), written by `sim run` as `result.json`.
+//! ([`model::RunResult`]), written by `sim run` as `result.json`, rendered as one
+//! self-contained HTML page, compared and merged.
 //!
 //! `reports` never depends on `sim`: it only knows the result.
 
+pub mod charts;
+pub mod hdr;
+pub mod html;
 pub mod model;

@@ -44,6 +44,14 @@ pub enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// Render a saved result.json as a self-contained HTML page.
+    Report {
+        /// A result.json written by `sim run` (or `sim merge`).
+        result: PathBuf,
+        /// Output file (default: report.html beside the result).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// List the scenarios in a folder with their descriptions.
     List {
         /// Folder (default: scenarios).

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
                 Ok(outcome) => {
                     print!("{}", sim::result::summary(&outcome.result));
                     println!("\nresult: {}", outcome.result_path.display());
+                    println!("report: {}", outcome.report_path.display());
                     runtime.shutdown_background();
                     if outcome.result.passed {
                         ExitCode::SUCCESS
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
             }
         }
         Command::List { dir } => list(&dir),
+        Command::Report { result, output } => report(&result, output.as_deref()),
     }
 }
 
@@ -97,6 +99,32 @@ fn runtime_for(scenario: &Path, targets: &[String]) -> std::io::Result<tokio::ru
             .build()
     } else {
         tokio::runtime::Runtime::new()
+    }
+}
+
+fn read_result(path: &Path) -> Result<reports::model::RunResult, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not a sim result: {e}", path.display()))
+}
+
+fn report(result: &Path, output: Option<&Path>) -> ExitCode {
+    let r = match read_result(result) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let out = output.map_or_else(|| result.with_file_name("report.html"), Path::to_path_buf);
+    match std::fs::write(&out, reports::html::render(&r)) {
+        Ok(()) => {
+            println!("report: {}", out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", out.display());
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -77,6 +77,8 @@ pub struct RunOutcome {
     pub result: RunResult,
     /// Where `result.json` is.
     pub result_path: PathBuf,
+    /// Where `report.html` is.
+    pub report_path: PathBuf,
 }
 
 /// Runs a scenario end to end and writes `result.json`.
@@ -143,9 +145,17 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(sanitize_file_name(&plan.name)));
     let result_path = write_result(&out_dir, &result)?;
+    let report_path = out_dir.join("report.html");
+    std::fs::write(&report_path, reports::html::render(&result)).map_err(|source| {
+        RunError::Output {
+            path: report_path.clone(),
+            source,
+        }
+    })?;
     Ok(RunOutcome {
         result,
         result_path,
+        report_path,
     })
 }
 

@@ -54,6 +54,10 @@ async fn smoke_passes_with_zero_violations() {
     }
     assert!(r.timeseries.len() >= 15);
     let text = std::fs::read_to_string(&outcome.result_path).expect("result.json");
+    report_matches_the_result(
+        &std::fs::read_to_string(&outcome.report_path).expect("report.html"),
+        r,
+    );
     let back: RunResult = serde_json::from_str(&text).expect("reads back as the model");
     assert_eq!(back.counters, r.counters);
     assert_eq!(back.thresholds.len(), r.thresholds.len());
@@ -65,4 +69,64 @@ async fn smoke_passes_with_zero_violations() {
         back.paths["fanout"].intended.hdr_v2_base64,
         r.paths["fanout"].intended.hdr_v2_base64
     );
+}
+
+/// Golden structure: every section and chart present, figures equal to the JSON's, nothing
+/// loaded from the network.
+fn report_matches_the_result(html: &str, r: &RunResult) {
+    for id in [
+        "id=\"verdict\"",
+        "id=\"thresholds\"",
+        "id=\"scenario\"",
+        "id=\"groups\"",
+        "id=\"latency\"",
+        "id=\"chart-distribution\"",
+        "id=\"chart-p99-time\"",
+        "id=\"chart-p50-time\"",
+        "id=\"chart-throughput\"",
+        "id=\"chart-connected\"",
+        "id=\"chart-violations\"",
+        "id=\"correctness\"",
+        "id=\"rate-limit\"",
+    ] {
+        assert!(html.contains(id), "missing {id}");
+    }
+    assert!(html.contains(">PASS<"));
+    for (name, p) in &r.paths {
+        for v in [
+            p.intended.p50_ms,
+            p.intended.p99_ms,
+            p.intended.max_ms,
+            p.service.p99_ms,
+        ] {
+            assert!(
+                html.contains(&format!(">{v:.3}<")),
+                "{name}: {v:.3} not in the page"
+            );
+        }
+        assert!(html.contains(&format!(">{}<", p.intended.count)));
+    }
+    for t in &r.thresholds {
+        assert!(
+            html.contains(&format!(">{}<", t.metric)),
+            "threshold {}",
+            t.metric
+        );
+    }
+    for key in [
+        "sent",
+        "delivered",
+        "expected_deliveries",
+        "rate_limit.rejected",
+    ] {
+        assert!(html.contains(&r.counters[key].to_string()), "{key}");
+    }
+    for g in &r.scenario.groups {
+        assert!(html.contains(&g.name));
+    }
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the page loads nothing"
+    );
+    assert!(!html.contains("<script"), "no script needed");
 }

@@ -1,0 +1,320 @@
+//! One self-contained HTML page per run: verdict, scenario, latency, charts, correctness.
+//! All CSS and every chart (inline SVG) are in the page; nothing is loaded from anywhere.
+
+use std::fmt::Write as _;
+
+use crate::charts::{Series, XAxis, escape, line_chart};
+use crate::hdr;
+use crate::model::{LatencySummary, RunResult};
+
+const STYLE: &str = r#"
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0;background:#f6f7f9}
+main{max-width:1000px;margin:0 auto;padding:16px}
+h1{font-size:22px;margin:8px 0}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.verdict{display:inline-block;padding:4px 14px;border-radius:4px;color:#fff;font-weight:700;font-size:18px}
+.pass{background:#1b7f3b}.fail{background:#b3261e}
+table{border-collapse:collapse;width:100%;background:#fff;margin:6px 0}
+th,td{padding:4px 8px;border-bottom:1px solid #e4e4e4;text-align:right;font-variant-numeric:tabular-nums}
+th:first-child,td:first-child{text-align:left}
+tr.bad td{background:#fde7e6}.ok{color:#1b7f3b}.no{color:#b3261e;font-weight:700}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:8px}
+.card{background:#fff;padding:8px 12px;border:1px solid #e4e4e4;border-radius:4px}
+.chart{width:100%;height:auto;background:#fff;border:1px solid #e4e4e4;margin:6px 0}
+.chart .title{font-size:14px;font-weight:600}.chart .tick{font-size:11px;fill:#555}
+.chart .axis,.chart .legend{font-size:12px;fill:#333}
+details{margin:2px 0}code{font-size:12px}
+@media print{body{background:#fff}.chart{break-inside:avoid}h2{break-after:avoid}}
+"#;
+
+fn ms(v: f64) -> String {
+    format!("{v:.3}")
+}
+
+/// Renders a run as one page.
+pub fn render(r: &RunResult) -> String {
+    let mut h = String::with_capacity(64 * 1024);
+    let verdict = if r.passed { "PASS" } else { "FAIL" };
+    let _ = write!(
+        h,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>{v} {n}</title><style>{STYLE}</style></head><body><main>"#,
+        v = verdict,
+        n = escape(&r.scenario.name)
+    );
+    let _ = write!(
+        h,
+        r#"<h1><span id="verdict" class="verdict {c}">{verdict}</span> {}</h1><p>{}</p>"#,
+        escape(&r.scenario.name),
+        escape(&r.scenario.description),
+        c = verdict.to_lowercase()
+    );
+    thresholds(&mut h, r);
+    scenario(&mut h, r);
+    latency_table(&mut h, r);
+    charts(&mut h, r);
+    correctness(&mut h, r);
+    rate_limit(&mut h, r);
+    h.push_str("</main></body></html>\n");
+    h
+}
+
+fn thresholds(h: &mut String, r: &RunResult) {
+    h.push_str(r#"<h2 id="thresholds">Thresholds</h2><table><tr><th>metric</th><th>value</th><th>bound</th><th>verdict</th></tr>"#);
+    for t in &r.thresholds {
+        let value = t
+            .value
+            .map_or_else(|| "no data".to_owned(), |v| format!("{v}"));
+        let op = if t.bound == "min" { "≥" } else { "≤" };
+        let (cls, mark) = if t.passed {
+            ("", r#"<span class="ok">ok</span>"#)
+        } else {
+            ("bad", r#"<span class="no">FAIL</span>"#)
+        };
+        let _ = write!(
+            h,
+            r#"<tr class="{cls}"><td>{}</td><td>{value}</td><td>{op} {}</td><td>{mark}</td></tr>"#,
+            escape(&t.metric),
+            t.limit
+        );
+    }
+    if r.thresholds.is_empty() {
+        h.push_str(r#"<tr><td colspan="4">no thresholds</td></tr>"#);
+    }
+    h.push_str("</table>");
+}
+
+fn scenario(h: &mut String, r: &RunResult) {
+    let s = &r.scenario;
+    let e = &r.environment;
+    let target = if r.target.kind == "embedded" {
+        format!(
+            "embedded reference relay {}",
+            r.target.relay_version.as_deref().unwrap_or("")
+        )
+    } else {
+        format!("external: {}", r.target.urls.join(", "))
+    };
+    let _ = write!(
+        h,
+        r#"<h2 id="scenario">Scenario and target</h2><div class="grid"><div class="card"><b>scenario</b> {}<br>file <code>{}</code><br>duration {} s, drain {} s, seed {}{}</div><div class="card"><b>target</b> {}<br>sim {} on {} cores, {}<br>started {}, wall {:.1} s<br>sim CPU {} s, peak RSS {} KiB</div></div>"#,
+        escape(&s.name),
+        escape(&s.file),
+        s.duration_s,
+        s.drain_s,
+        s.seed,
+        s.shard
+            .as_ref()
+            .map(|x| format!(", shard {}", escape(x)))
+            .unwrap_or_default(),
+        escape(&target),
+        escape(&e.sim_version),
+        e.cores,
+        escape(&e.os),
+        escape(&e.started_at),
+        e.wall_s,
+        e.sim_cpu_s.map_or("?".into(), |c| format!("{c:.2}")),
+        e.sim_peak_rss_kib.map_or("?".into(), |k| k.to_string()),
+    );
+    h.push_str(r#"<table id="groups"><tr><th>bot group</th><th>role</th><th>bots</th><th>tabs</th><th>messages/min each</th></tr>"#);
+    for g in &s.groups {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&g.name),
+            escape(&g.role),
+            g.count,
+            g.tabs,
+            g.messages_per_minute
+        );
+    }
+    h.push_str("</table>");
+}
+
+fn latency_row(h: &mut String, label: &str, s: &LatencySummary) {
+    let _ = write!(
+        h,
+        "<td>{label}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>",
+        s.count,
+        ms(s.min_ms),
+        ms(s.p50_ms),
+        ms(s.p90_ms),
+        ms(s.p99_ms),
+        ms(s.p999_ms),
+        ms(s.max_ms)
+    );
+}
+
+fn latency_table(h: &mut String, r: &RunResult) {
+    h.push_str(r#"<h2 id="latency">Latency per path (ms)</h2><table><tr><th>path</th><th>measured from</th><th>count</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>"#);
+    for (name, p) in &r.paths {
+        let _ = write!(
+            h,
+            r#"<tr data-path="{0}"><td rowspan="2">{0}</td>"#,
+            escape(name)
+        );
+        latency_row(h, "intended send", &p.intended);
+        h.push_str("</tr><tr>");
+        latency_row(h, "actual send", &p.service);
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>");
+}
+
+fn charts(h: &mut String, r: &RunResult) {
+    h.push_str(r#"<h2 id="charts">Charts</h2>"#);
+    let distribution: Vec<Series> = r
+        .paths
+        .iter()
+        .filter_map(|(name, p)| {
+            hdr::decode(&p.intended).ok().map(|hist| Series {
+                name: name.clone(),
+                points: hdr::percentile_curve(&hist),
+            })
+        })
+        .collect();
+    h.push_str(&line_chart(
+        "chart-distribution",
+        "Latency by percentile (from intended send time)",
+        "ms",
+        XAxis::Percentile,
+        &distribution,
+    ));
+    let per_second = |pick: &dyn Fn(&crate::model::SecondLatency) -> f64| -> Vec<Series> {
+        r.paths
+            .keys()
+            .map(|name| Series {
+                name: name.clone(),
+                points: r
+                    .timeseries
+                    .iter()
+                    .filter_map(|s| s.latency.get(name).map(|l| (f64::from(s.t), pick(l))))
+                    .collect(),
+            })
+            .collect()
+    };
+    h.push_str(&line_chart(
+        "chart-p99-time",
+        "p99 latency per second",
+        "ms",
+        XAxis::Seconds,
+        &per_second(&|l| l.p99_ms),
+    ));
+    h.push_str(&line_chart(
+        "chart-p50-time",
+        "p50 latency per second",
+        "ms",
+        XAxis::Seconds,
+        &per_second(&|l| l.p50_ms),
+    ));
+    let column = |name: &str, f: &dyn Fn(&crate::model::SecondSample) -> u64| Series {
+        name: name.to_owned(),
+        points: r
+            .timeseries
+            .iter()
+            .map(|s| (f64::from(s.t), f(s) as f64))
+            .collect(),
+    };
+    h.push_str(&line_chart(
+        "chart-throughput",
+        "Messages sent and deliveries received per second",
+        "per second",
+        XAxis::Seconds,
+        &[
+            column("sent", &|s| s.sent),
+            column("delivered", &|s| s.delivered),
+        ],
+    ));
+    h.push_str(&line_chart(
+        "chart-connected",
+        "Connected sockets",
+        "sockets",
+        XAxis::Seconds,
+        &[column("connected", &|s| s.connected)],
+    ));
+    h.push_str(&line_chart(
+        "chart-violations",
+        "Violations found per second",
+        "violations",
+        XAxis::Seconds,
+        &[column("violations", &|s| s.violations)],
+    ));
+}
+
+/// Correctness classes in the order people ask about them.
+const CLASSES: &[(&str, &str)] = &[
+    ("lost", "owed but never delivered"),
+    ("duplicated", "delivered twice"),
+    ("leaked", "reached a socket that must not see it"),
+    ("misattributed", "wrong sender or event"),
+    ("echoed", "sent back to its sender"),
+    ("reordered", "overtaken by a later message of its sender"),
+    ("unsanitized", "markup delivered"),
+    (
+        "rate_limit.wrongly_delivered",
+        "delivered over the rate limit",
+    ),
+    ("rate_limit.wrongly_rejected", "refused within budget"),
+    ("presence.missed", "newChat/chatEnded missing"),
+    ("presence.duplicated", "presence announced twice"),
+    (
+        "presence.list_mismatch",
+        "operators list differs from who is online",
+    ),
+    ("malformed", "payload did not parse"),
+    ("disconnected.unexpected", "the backend closed a connection"),
+];
+
+fn correctness(h: &mut String, r: &RunResult) {
+    let get = |k: &str| r.counters.get(k).copied().unwrap_or(0);
+    let _ = write!(
+        h,
+        r#"<h2 id="correctness">Correctness</h2><p>{} messages sent, {} deliveries owed, {} received; <b>{}</b> violations.</p><table><tr><th>class</th><th>meaning</th><th>count</th></tr>"#,
+        get("sent"),
+        get("expected_deliveries"),
+        get("delivered"),
+        get("violations")
+    );
+    for (class, meaning) in CLASSES {
+        let n = get(class);
+        let cls = if n > 0 { "bad" } else { "" };
+        let _ = write!(
+            h,
+            r#"<tr class="{cls}" data-class="{class}"><td>{class}</td><td>{meaning}</td><td>{n}</td></tr>"#
+        );
+        if let Some(examples) = r.examples.get(*class).filter(|e| !e.is_empty() && n > 0) {
+            h.push_str(r#"<tr><td colspan="3"><details><summary>examples</summary><table><tr><th>message</th><th>socket</th><th>at (s)</th><th>what</th></tr>"#);
+            for e in examples.iter().take(20) {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td><code>{}</code></td><td>{:.3}</td><td>{}</td></tr>",
+                    e.message_id.map_or("-".into(), |m| m.to_string()),
+                    escape(&e.socket),
+                    e.at_s,
+                    escape(&e.detail)
+                );
+            }
+            h.push_str("</table></details></td></tr>");
+        }
+    }
+    h.push_str("</table>");
+}
+
+fn rate_limit(h: &mut String, r: &RunResult) {
+    h.push_str(
+        r#"<h2 id="rate-limit">Rate limit</h2><table><tr><th>counter</th><th>count</th></tr>"#,
+    );
+    for k in [
+        "rate_limit.rejected",
+        "rate_limit.wrongly_delivered",
+        "rate_limit.wrongly_rejected",
+        "generator.late",
+        "connect.failed",
+        "relay_errors",
+    ] {
+        let _ = write!(
+            h,
+            "<tr><td>{k}</td><td>{}</td></tr>",
+            r.counters.get(k).copied().unwrap_or(0)
+        );
+    }
+    h.push_str("</table>");
+}
