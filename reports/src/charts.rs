@@ -30,7 +30,7 @@ const W: f64 = 760.0;
 const H: f64 = 300.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
-const TOP: f64 = 40.0;
+const TOP: f64 = 56.0;
 const BOTTOM: f64 = 44.0;
 
 fn x_of(axis: XAxis, x: f64) -> f64 {
@@ -139,7 +139,9 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
         escape(y_label)
     );
     // lines and legend
-    let mut legend_x = LEFT + 260.0;
+    // legend on its own row under the title, wrapping when it runs out of width
+    let mut legend_x = LEFT;
+    let mut legend_y = 28.0;
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         let pts: Vec<String> = s
@@ -156,13 +158,19 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
                 pts.join(" ")
             );
         }
+        let width = 24.0 + 7.0 * s.name.len() as f64;
+        if legend_x + width > W - RIGHT {
+            legend_x = LEFT;
+            legend_y += 14.0;
+        }
         let _ = write!(
             svg,
-            r#"<rect x="{legend_x:.1}" y="10" width="10" height="10" fill="{color}"/><text x="{:.1}" y="19" class="legend">{}</text>"#,
+            r#"<rect x="{legend_x:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{legend_y:.1}" class="legend">{}</text>"#,
+            legend_y - 9.0,
             legend_x + 14.0,
             escape(&s.name)
         );
-        legend_x += 24.0 + 7.0 * s.name.len() as f64;
+        legend_x += width;
     }
     if all.is_empty() {
         let _ = write!(

@@ -5,6 +5,8 @@
 //! `reports` never depends on `sim`: it only knows the result.
 
 pub mod charts;
+pub mod compare;
 pub mod hdr;
 pub mod html;
+pub mod merge;
 pub mod model;

@@ -190,6 +190,55 @@ pub struct ViolationExample {
 }
 
 impl RunResult {
+    /// Value of a threshold metric: a counter, or `<path>.<stat>` / `<path>.service.<stat>`.
+    /// `None` for a latency with no sample (it cannot be shown to hold).
+    pub fn metric(&self, metric: &str) -> Option<f64> {
+        if let Some(v) = self.counters.get(metric) {
+            return Some(*v as f64);
+        }
+        let (path, stat) = metric.split_once('.')?;
+        let p = self.paths.get(path);
+        let (summary, stat) = match stat.strip_prefix("service.") {
+            Some(s) => (p.map(|p| &p.service), s),
+            None => (p.map(|p| &p.intended), stat),
+        };
+        let Some(s) = summary else {
+            return (stat == "count").then_some(0.0);
+        };
+        Some(match stat {
+            "count" => s.count as f64,
+            "min_ms" => s.min_ms,
+            "mean_ms" => s.mean_ms,
+            "p50_ms" => s.p50_ms,
+            "p90_ms" => s.p90_ms,
+            "p99_ms" => s.p99_ms,
+            "p999_ms" => s.p999_ms,
+            "max_ms" => s.max_ms,
+            _ => return None,
+        })
+    }
+
+    /// Re-judges every threshold against this result's figures; sets `passed`.
+    pub fn judge(&mut self) {
+        let values: Vec<Option<f64>> = self
+            .thresholds
+            .iter()
+            .map(|t| self.metric(&t.metric))
+            .collect();
+        for (t, value) in self.thresholds.iter_mut().zip(values) {
+            t.value = value;
+            t.passed = value.is_some_and(|v| {
+                if t.bound == "min" {
+                    v >= t.limit
+                } else {
+                    v <= t.limit
+                }
+            });
+        }
+        self.thresholds.sort_by_key(|t| t.passed);
+        self.passed = self.thresholds.iter().all(|t| t.passed);
+    }
+
     /// The JSON schema of [`RunResult`].
     pub fn json_schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(RunResult)).unwrap_or_default()

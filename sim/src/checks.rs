@@ -22,6 +22,9 @@ pub const LEAVE_GRACE: Duration = Duration::from_secs(1);
 /// A send starting this much after its scheduled instant counts as `generator.late`.
 pub const LATE: Duration = Duration::from_millis(10);
 
+/// Message ids each shard may use: shard k numbers from `k × ID_SPACE + 1`.
+pub const ID_SPACE: MsgId = 1 << 40;
+
 /// Examples kept per violation class.
 pub const MAX_EXAMPLES: usize = 20;
 
@@ -61,6 +64,7 @@ pub struct Ledger {
     by_sid: HashMap<String, SocketKey>,
     pending: HashMap<MsgId, Entry>,
     settled: IdSet,
+    first_id: MsgId,
     last_seen: HashMap<(SocketKey, SocketKey), MsgId>,
     last_typing: HashMap<String, Instant>,
     rate_limit_events: HashMap<SocketKey, u64>,
@@ -78,6 +82,8 @@ pub struct Ledger {
     predicted_ambiguous: HashMap<SocketKey, u64>,
     list_requested: Option<SocketKey>,
     list_answered: bool,
+    /// Other processes run the rest of the bots: their operators may be listed too.
+    sharded: bool,
 }
 
 /// Counts of the current second.
@@ -94,7 +100,14 @@ pub struct SecondTally {
 impl Ledger {
     /// An empty ledger for a run that started at `start`.
     pub fn new(start: Instant) -> Self {
+        Self::with_ids(start, 1)
+    }
+
+    /// A ledger whose bots number messages from `first_id` (a shard's own id space); ids
+    /// outside it are other shards' and are not judged here.
+    pub fn with_ids(start: Instant, first_id: MsgId) -> Self {
         Self {
+            first_id,
             start,
             sockets: Vec::new(),
             operator_keys: Vec::new(),
@@ -115,6 +128,7 @@ impl Ledger {
             predicted_ambiguous: HashMap::new(),
             list_requested: None,
             list_answered: false,
+            sharded: false,
         }
     }
 
@@ -256,6 +270,16 @@ impl Ledger {
         }
     }
 
+    /// Marks this ledger as one shard's: the operators list need only include its own.
+    pub fn set_sharded(&mut self) {
+        self.sharded = true;
+    }
+
+    /// When the run started.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
     /// Sockets currently connected.
     pub fn connected(&self) -> u64 {
         self.connected
@@ -341,7 +365,12 @@ impl Ledger {
             .filter_map(|s| s.operator.as_ref().map(|o| o.0))
             .collect();
         let got: std::collections::BTreeSet<u64> = listed.iter().copied().collect();
-        if got != online || listed.len() != got.len() {
+        let wrong = if self.sharded {
+            !online.is_subset(&got)
+        } else {
+            got != online
+        };
+        if wrong || listed.len() != got.len() {
             let detail = format!("listed {got:?}, online {online:?}");
             self.violation("presence.list_mismatch", None, socket, at, detail);
         }
@@ -518,8 +547,12 @@ impl Ledger {
             );
             return;
         };
+        if id < self.first_id || id - self.first_id >= ID_SPACE {
+            self.count("foreign", 1);
+            return;
+        }
         let Some(entry) = self.pending.get(&id) else {
-            let detail = if self.settled.contains(&id) {
+            let detail = if self.settled.contains(id - self.first_id) {
                 "delivered again after it settled"
             } else {
                 "unknown message id"
@@ -594,7 +627,7 @@ impl Ledger {
         let Some(entry) = self.pending.remove(&id) else {
             return;
         };
-        self.settled.insert(id);
+        self.settled.insert(id - self.first_id);
         let wrongly_rejected = entry.predicted == RatePrediction::Accept
             && entry.acked == Some(AckOutcome::RateLimited);
         if wrongly_rejected {
@@ -840,8 +873,8 @@ impl IdSet {
         self.words[w] |= 1 << b;
     }
 
-    fn contains(&self, id: &MsgId) -> bool {
-        let (w, b) = ((*id / 64) as usize, *id % 64);
+    fn contains(&self, id: MsgId) -> bool {
+        let (w, b) = ((id / 64) as usize, id % 64);
         self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
     }
 }

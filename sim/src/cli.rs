@@ -5,6 +5,18 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim_end_matches('%')
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a percentage like 10%"))?;
+    if !(0.0..=1000.0).contains(&v) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(v / 100.0)
+}
+
 /// Load and correctness simulator for Socket.IO support-chat backends.
 #[derive(Debug, Parser)]
 #[command(name = "sim", version, about)]
@@ -37,6 +49,31 @@ pub enum Command {
         /// No live progress display.
         #[arg(long)]
         no_progress: bool,
+        /// Run shard k of n (e.g. 1/4): a disjoint share of every bot group, its own id space.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<crate::run::Shard>,
+    },
+    /// Compare two results: key figures side by side; exit 1 when one regressed beyond the limit.
+    Compare {
+        /// Baseline result.json.
+        base: PathBuf,
+        /// New result.json.
+        new: PathBuf,
+        /// HTML output (default: compare.html beside the new result).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Allowed worsening of latency and throughput, e.g. 10%.
+        #[arg(long, default_value = "10%", value_parser = parse_percent)]
+        max_regression: f64,
+    },
+    /// Merge the results of a sharded run into one (histograms added exactly).
+    Merge {
+        /// Shard results.
+        #[arg(required = true)]
+        results: Vec<PathBuf>,
+        /// Merged result.json to write.
+        #[arg(short, long)]
+        output: PathBuf,
     },
     /// Check scenario files; errors name file, line, column and field.
     Validate {

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
             seed,
             duration,
             no_progress,
+            shard,
         } => {
             let runtime = match runtime_for(&scenario, &targets) {
                 Ok(rt) => rt,
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
                 seed,
                 duration,
                 progress: !no_progress,
+                shard,
             };
             match runtime.block_on(run(opts)) {
                 Ok(outcome) => {
@@ -85,6 +87,13 @@ fn main() -> ExitCode {
         }
         Command::List { dir } => list(&dir),
         Command::Report { result, output } => report(&result, output.as_deref()),
+        Command::Compare {
+            base,
+            new,
+            output,
+            max_regression,
+        } => compare(&base, &new, output.as_deref(), max_regression),
+        Command::Merge { results, output } => merge(&results, &output),
     }
 }
 
@@ -126,6 +135,74 @@ fn report(result: &Path, output: Option<&Path>) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn compare(base: &Path, new: &Path, output: Option<&Path>, max_regression: f64) -> ExitCode {
+    let (b, n) = match (read_result(base), read_result(new)) {
+        (Ok(b), Ok(n)) => (b, n),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let c = reports::compare::compare(&b, &n, max_regression);
+    println!(
+        "{:<34} {:>12} {:>12} {:>9}",
+        "figure", "base", "new", "change"
+    );
+    for r in &c.rows {
+        let change = r
+            .change
+            .map_or_else(|| "-".to_owned(), |x| format!("{:+.1}%", x * 100.0));
+        let mark = if r.regressed { "  REGRESSED" } else { "" };
+        println!(
+            "{:<34} {:>12.3} {:>12.3} {change:>9}{mark}",
+            r.figure, r.base, r.new
+        );
+    }
+    let out = output.map_or_else(|| new.with_file_name("compare.html"), Path::to_path_buf);
+    if let Err(e) = std::fs::write(&out, reports::compare::render(&b, &n, &c)) {
+        eprintln!("error: {}: {e}", out.display());
+        return ExitCode::from(2);
+    }
+    println!("compare: {}", out.display());
+    if c.regressed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn merge(results: &[std::path::PathBuf], output: &Path) -> ExitCode {
+    let mut all = Vec::new();
+    for p in results {
+        match read_result(p) {
+            Ok(r) => all.push(r),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let merged = match reports::merge::merge(&all) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = serde_json::to_string_pretty(&merged).unwrap_or_default();
+    if let Err(e) = std::fs::write(output, json + "\n") {
+        eprintln!("error: {}: {e}", output.display());
+        return ExitCode::from(2);
+    }
+    println!(
+        "merged {} results: {} ({})",
+        all.len(),
+        output.display(),
+        if merged.passed { "PASS" } else { "FAIL" }
+    );
+    ExitCode::SUCCESS
 }
 
 fn list(dir: &Path) -> ExitCode {

@@ -71,6 +71,7 @@ pub const COUNTERS: &[&str] = &[
     "connect.unfinished",
     "generator.late",
     "typing.sent",
+    "foreign",
 ];
 
 /// Counters that are violations of the protocol (their sum is `violations`).
@@ -211,38 +212,6 @@ pub fn summarize(h: &Histogram<u64>) -> LatencySummary {
     }
 }
 
-/// Value of `metric` in a finished run, if it has one.
-pub fn lookup(
-    metric: &str,
-    counters: &BTreeMap<String, u64>,
-    paths: &BTreeMap<String, PathLatency>,
-) -> Option<f64> {
-    if let Some(v) = counters.get(metric) {
-        return Some(*v as f64);
-    }
-    let (path, stat) = metric.split_once('.')?;
-    let p = paths.get(path);
-    let (summary, stat) = match stat.strip_prefix("service.") {
-        Some(s) => (p.map(|p| &p.service), s),
-        None => (p.map(|p| &p.intended), stat),
-    };
-    let Some(s) = summary else {
-        // no samples: counts are zero, latencies undefined
-        return (stat == "count").then_some(0.0);
-    };
-    Some(match stat {
-        "count" => s.count as f64,
-        "min_ms" => s.min_ms,
-        "mean_ms" => s.mean_ms,
-        "p50_ms" => s.p50_ms,
-        "p90_ms" => s.p90_ms,
-        "p99_ms" => s.p99_ms,
-        "p999_ms" => s.p999_ms,
-        "max_ms" => s.max_ms,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,22 +258,5 @@ mod tests {
             h.value_at_quantile(0.99),
             p.paths[&Path::Fanout].intended.value_at_quantile(0.99)
         );
-    }
-
-    #[test]
-    fn lookup_reads_counters_and_stats() {
-        let mut p = PathHistograms::default();
-        p.record(Path::Connect, 2000, 1000);
-        let mut counters = BTreeMap::new();
-        counters.insert("lost".to_owned(), 3);
-        let paths = p.summaries();
-        assert_eq!(lookup("lost", &counters, &paths), Some(3.0));
-        assert_eq!(lookup("connect.p99_ms", &counters, &paths), Some(2.0));
-        assert_eq!(
-            lookup("connect.service.p99_ms", &counters, &paths),
-            Some(1.0)
-        );
-        assert_eq!(lookup("fanout.count", &counters, &paths), Some(0.0));
-        assert_eq!(lookup("fanout.p99_ms", &counters, &paths), None);
     }
 }

@@ -10,7 +10,6 @@ use reports::model::{
 };
 
 use crate::checks::Ledger;
-use crate::metrics::lookup;
 use crate::scenario::{Plan, Target};
 
 /// The result of a run of `plan` whose ledger is final.
@@ -25,32 +24,21 @@ pub fn build(
 ) -> RunResult {
     let counters = ledger.counters();
     let paths = ledger.histograms.summaries();
-    let mut thresholds: Vec<ThresholdVerdict> = plan
+    let thresholds: Vec<ThresholdVerdict> = plan
         .thresholds
         .iter()
-        .map(|t| {
-            // a latency with no sample has no value: it cannot be shown to hold
-            let value = lookup(&t.metric, &counters, &paths);
-            ThresholdVerdict {
-                metric: t.metric.clone(),
-                limit: t.limit,
-                bound: if t.at_least { "min" } else { "max" }.to_owned(),
-                value,
-                passed: value.is_some_and(|v| {
-                    if t.at_least {
-                        v >= t.limit
-                    } else {
-                        v <= t.limit
-                    }
-                }),
-            }
+        .map(|t| ThresholdVerdict {
+            metric: t.metric.clone(),
+            limit: t.limit,
+            bound: if t.at_least { "min" } else { "max" }.to_owned(),
+            value: None,
+            passed: false,
         })
         .collect();
-    thresholds.sort_by_key(|t| t.passed);
-    let passed = !interrupted && thresholds.iter().all(|t| t.passed);
-    RunResult {
+
+    let mut result = RunResult {
         schema_version: SCHEMA_VERSION,
-        passed,
+        passed: false,
         scenario: ScenarioInfo {
             name: plan.name.clone(),
             description: plan.description.clone(),
@@ -93,7 +81,11 @@ pub fn build(
         thresholds,
         timeseries,
         examples: ledger.examples(),
-    }
+    };
+    result.judge();
+    // a run cut short did not run its course: it cannot pass
+    result.passed &= !interrupted;
+    result
 }
 
 /// CPU seconds this process used, from `/proc/self/stat` (Linux; `None` elsewhere).

@@ -35,6 +35,44 @@ pub struct RunOptions {
     pub duration: Option<Duration>,
     /// Show the live progress display.
     pub progress: bool,
+    /// Run only shard `index` of `count` (0-based index) of every bot group.
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` processes running the same scenario, each a disjoint share of every bot
+/// group and its own message-id space; `sim merge` combines their results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 0-based.
+    pub index: u32,
+    /// Processes in all.
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// Parses `k/n` with 1 ≤ k ≤ n.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (k, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not k/n, like 1/4"))?;
+        let (k, n): (u32, u32) = (
+            k.trim()
+                .parse()
+                .map_err(|_| format!("{s:?}: k is not a number"))?,
+            n.trim()
+                .parse()
+                .map_err(|_| format!("{s:?}: n is not a number"))?,
+        );
+        if n == 0 || k == 0 || k > n || n > 1000 {
+            return Err(format!("{s:?}: needs 1 <= k <= n <= 1000"));
+        }
+        Ok(Shard {
+            index: k - 1,
+            count: n,
+        })
+    }
 }
 
 /// Why a run could not happen (exit code 2).
@@ -90,25 +128,33 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     let mut plan = scenario::load(&opts.scenario)?;
     apply_overrides(&mut plan, &opts)?;
     let embedded = plan.target == Target::Embedded;
-    check_open_files(&plan, embedded)?;
+    let shards = opts.shard.map_or(1, |s| s.count);
+    check_open_files(&plan, embedded, shards)?;
 
     let started_wall = std::time::SystemTime::now();
     let (endpoints, secret, relay_handle) = start_target(&plan).await?;
 
     let (records_tx, records_rx) = mpsc::unbounded_channel::<Record>();
     let (phase_tx, phase_rx) = watch::channel(Phase::Sending);
+    let shard = opts.shard.unwrap_or(Shard { index: 0, count: 1 });
+    let first_id = u64::from(shard.index) * crate::checks::ID_SPACE + 1;
     let shared = Arc::new(Shared::new(
         records_tx,
         endpoints,
         secret,
         plan.limits,
         phase_rx,
+        first_id,
     ));
     let start = Instant::now();
     let progress = Progress::new(opts.progress, plan.peak_sockets(), shared.live.clone());
-    let aggregator = tokio::spawn(aggregate(records_rx, start, progress.snapshot()));
+    let mut ledger = Ledger::with_ids(start, first_id);
+    if shard.count > 1 {
+        ledger.set_sharded();
+    }
+    let aggregator = tokio::spawn(aggregate(records_rx, ledger, progress.snapshot()));
     let mut bots_tasks = Vec::new();
-    for spec in bot_specs(&plan, tokio::time::Instant::from_std(start)) {
+    for spec in bot_specs(&plan, tokio::time::Instant::from_std(start), shard) {
         bots_tasks.push(tokio::spawn(bots::run(shared.clone(), spec)));
     }
 
@@ -131,7 +177,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         let _ = tokio::time::timeout(Duration::from_secs(15), handle).await;
     }
 
-    let result = result::build(
+    let mut result = result::build(
         &plan,
         &ledger,
         series,
@@ -140,6 +186,9 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
         embedded,
         interrupted,
     );
+    if shard.count > 1 {
+        result.scenario.shard = Some(format!("{}/{}", shard.index + 1, shard.count));
+    }
     let out_dir = opts
         .out
         .clone()
@@ -188,10 +237,10 @@ fn apply_overrides(plan: &mut Plan, opts: &RunOptions) -> Result<(), RunError> {
 }
 
 /// Sockets are file descriptors: raise the soft limit and refuse plans that cannot fit.
-fn check_open_files(plan: &Plan, embedded: bool) -> Result<(), RunError> {
+fn check_open_files(plan: &Plan, embedded: bool, shards: u32) -> Result<(), RunError> {
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     let per_socket = if embedded { 2 } else { 1 };
-    let needed = plan.peak_sockets() * per_socket + 128;
+    let needed = plan.peak_sockets().div_ceil(u64::from(shards)) * per_socket + 128;
     if needed > limit {
         let why = if embedded {
             format!(
@@ -280,7 +329,7 @@ async fn start_target(
 
 /// Every bot of the plan with its arrival time: groups start together, each spreads its
 /// bots evenly over its ramp-up; operator tabs are bots sharing one identity.
-fn bot_specs(plan: &Plan, start: tokio::time::Instant) -> Vec<BotSpec> {
+fn bot_specs(plan: &Plan, start: tokio::time::Instant, shard: Shard) -> Vec<BotSpec> {
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let mut specs = Vec::new();
     let mut operators = 0u32;
@@ -295,7 +344,12 @@ fn bot_specs(plan: &Plan, start: tokio::time::Instant) -> Vec<BotSpec> {
                 operators += 1;
                 bots::identity(operators - 1, &mut rng)
             });
+            let mine = i % shard.count == shard.index;
             for _tab in 0..group.tabs {
+                if !mine {
+                    global += 1;
+                    continue;
+                }
                 let checks_list = group.role.is_operator() && !checker_chosen;
                 checker_chosen |= checks_list;
                 specs.push(BotSpec {
@@ -365,10 +419,10 @@ async fn drive_phases(plan: &Plan, phase: &watch::Sender<Phase>, progress: &Prog
 /// The one owner of the ledger: applies records, settles due messages and samples each second.
 async fn aggregate(
     mut rx: mpsc::UnboundedReceiver<Record>,
-    start: Instant,
+    mut ledger: Ledger,
     snapshot: Arc<Snapshot>,
 ) -> (Ledger, Vec<SecondSample>) {
-    let mut ledger = Ledger::new(start);
+    let start = ledger.start();
     let mut series = Vec::new();
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::from_std(start) + Duration::from_secs(1),

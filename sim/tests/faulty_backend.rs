@@ -60,6 +60,7 @@ async fn every_violation_class_is_counted_against_a_broken_backend() {
         seed: None,
         duration: None,
         progress: false,
+        shard: None,
     })
     .await
     .expect("run happens");

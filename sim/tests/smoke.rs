@@ -16,6 +16,7 @@ async fn smoke_passes_with_zero_violations() {
         seed: None,
         duration: None,
         progress: false,
+        shard: None,
     })
     .await
     .expect("run happens");
@@ -54,10 +55,10 @@ async fn smoke_passes_with_zero_violations() {
     }
     assert!(r.timeseries.len() >= 15);
     let text = std::fs::read_to_string(&outcome.result_path).expect("result.json");
-    report_matches_the_result(
-        &std::fs::read_to_string(&outcome.report_path).expect("report.html"),
-        r,
-    );
+    let html = std::fs::read_to_string(&outcome.report_path).expect("report.html");
+    report_matches_the_result(&html, r);
+    report_compare_and_merge_commands(&outcome.result_path, r);
+    common::browser::page_renders_every_chart(&outcome.report_path, &html);
     let back: RunResult = serde_json::from_str(&text).expect("reads back as the model");
     assert_eq!(back.counters, r.counters);
     assert_eq!(back.thresholds.len(), r.thresholds.len());
@@ -129,4 +130,94 @@ fn report_matches_the_result(html: &str, r: &RunResult) {
         "the page loads nothing"
     );
     assert!(!html.contains("<script"), "no script needed");
+}
+
+fn sim(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(args)
+        .output()
+        .expect("sim runs")
+}
+
+/// `sim report`, `sim compare` (equal pair: exit 0; regressed copy: exit 1) and `sim merge`
+/// on the result of a real run.
+fn report_compare_and_merge_commands(result: &std::path::Path, r: &RunResult) {
+    let dir = result.parent().expect("dir");
+    let again = dir.join("again.html");
+    let out = sim(&[
+        "report".as_ref(),
+        result.as_os_str(),
+        "-o".as_ref(),
+        again.as_os_str(),
+    ]);
+    assert!(out.status.success());
+    let saved: RunResult =
+        serde_json::from_str(&std::fs::read_to_string(result).expect("json")).expect("model");
+    assert_eq!(
+        std::fs::read_to_string(&again).expect("report"),
+        reports::html::render(&saved)
+    );
+
+    let out = sim(&["compare".as_ref(), result.as_os_str(), result.as_os_str()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(dir.join("compare.html").exists());
+
+    let mut worse: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(result).expect("json")).expect("json");
+    worse["counters"]["lost"] = serde_json::json!(3);
+    let p99 = worse["paths"]["fanout"]["intended"]["p99_ms"]
+        .as_f64()
+        .expect("p99");
+    worse["paths"]["fanout"]["intended"]["p99_ms"] = serde_json::json!(p99 * 3.0 + 10.0);
+    let worse_path = dir.join("worse.json");
+    std::fs::write(&worse_path, worse.to_string()).expect("write");
+    let out = sim(&[
+        "compare".as_ref(),
+        result.as_os_str(),
+        worse_path.as_os_str(),
+        "--max-regression".as_ref(),
+        "10%".as_ref(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("lost") && text.contains("REGRESSED"),
+        "{text}"
+    );
+
+    let merged_path = dir.join("merged.json");
+    let out = sim(&[
+        "merge".as_ref(),
+        result.as_os_str(),
+        result.as_os_str(),
+        "-o".as_ref(),
+        merged_path.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged: RunResult =
+        serde_json::from_str(&std::fs::read_to_string(&merged_path).expect("merged"))
+            .expect("model");
+    assert_eq!(merged.counters["delivered"], 2 * r.counters["delivered"]);
+    assert_eq!(
+        merged.paths["fanout"].intended.count,
+        2 * r.paths["fanout"].intended.count
+    );
+    assert_eq!(
+        merged.paths["fanout"].intended.p99_ms,
+        r.paths["fanout"].intended.p99_ms
+    );
 }

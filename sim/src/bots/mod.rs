@@ -79,6 +79,7 @@ impl Shared {
         jwt_secret: String,
         limits: Limits,
         phase: watch::Receiver<Phase>,
+        first_msg_id: MsgId,
     ) -> Self {
         Self {
             records,
@@ -88,7 +89,7 @@ impl Shared {
             phase,
             live: Arc::default(),
             next_socket: AtomicU32::new(0),
-            next_msg: AtomicU64::new(1),
+            next_msg: AtomicU64::new(first_msg_id),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Helpers for the simulator's tests.
 #![allow(dead_code, missing_docs)]
 
+pub mod browser;
 pub mod faulty;
 
 use std::path::{Path, PathBuf};
