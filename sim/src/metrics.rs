@@ -3,10 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Serializer as _, V2DeflateSerializer};
-use reports::model::{LatencySummary, PathLatency, SecondLatency};
+use reports::model::{PathLatency, SecondLatency};
 
 /// A latency path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -194,28 +192,11 @@ impl PathHistograms {
     }
 }
 
-/// Percentiles of `h` in ms, with the histogram serialized (V2 deflate, base64).
-pub fn summarize(h: &Histogram<u64>) -> LatencySummary {
-    let ms = |us: u64| us as f64 / 1000.0;
-    let mut bytes = Vec::new();
-    let _ = V2DeflateSerializer::new().serialize(h, &mut bytes);
-    LatencySummary {
-        count: h.len(),
-        min_ms: ms(h.min()),
-        mean_ms: h.mean() / 1000.0,
-        p50_ms: ms(h.value_at_quantile(0.5)),
-        p90_ms: ms(h.value_at_quantile(0.9)),
-        p99_ms: ms(h.value_at_quantile(0.99)),
-        p999_ms: ms(h.value_at_quantile(0.999)),
-        max_ms: ms(h.max()),
-        hdr_v2_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
-    }
-}
+pub use reports::hdr::summarize;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hdrhistogram::serialization::Deserializer;
 
     #[test]
     fn known_metrics() {
@@ -247,12 +228,7 @@ mod tests {
             "{}",
             f.intended.p99_ms
         );
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&f.intended.hdr_v2_base64)
-            .expect("base64");
-        let h: Histogram<u64> = Deserializer::new()
-            .deserialize(&mut bytes.as_slice())
-            .expect("V2");
+        let h = reports::hdr::decode(&f.intended).expect("V2");
         assert_eq!(h.len(), 1000);
         assert_eq!(
             h.value_at_quantile(0.99),
