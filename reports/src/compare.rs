@@ -53,6 +53,15 @@ const LATENCY_FLOOR_MS: f64 = 0.5;
 /// (relative); a violation class regresses on any increase.
 pub fn compare(base: &RunResult, new: &RunResult, max_regression: f64) -> Comparison {
     let mut rows = Vec::new();
+    for path in base.paths.keys().filter(|p| !new.paths.contains_key(*p)) {
+        rows.push(Row {
+            figure: format!("{path} (no samples in the new run)"),
+            base: base.paths[path].intended.count as f64,
+            new: 0.0,
+            change: Some(-1.0),
+            regressed: true,
+        });
+    }
     let mut push = |figure: String, b: f64, n: f64, better: Better, exact: bool| {
         let change = (b != 0.0).then(|| (n - b) / b);
         let worse = match better {
@@ -83,8 +92,10 @@ pub fn compare(base: &RunResult, new: &RunResult, max_regression: f64) -> Compar
             }
         }
     }
+    // a sharded run's deliveries between shards are `foreign`: they count as throughput
     let rate = |r: &RunResult| {
-        r.counters.get("delivered").copied().unwrap_or(0) as f64 / r.scenario.duration_s.max(1e-9)
+        let got = |k: &str| r.counters.get(k).copied().unwrap_or(0) as f64;
+        (got("delivered") + got("foreign")) / r.scenario.duration_s.max(1e-9)
     };
     push(
         "deliveries_per_second".into(),
@@ -93,16 +104,10 @@ pub fn compare(base: &RunResult, new: &RunResult, max_regression: f64) -> Compar
         Better::Higher,
         false,
     );
-    for class in [
-        "violations",
-        "lost",
-        "duplicated",
-        "leaked",
-        "misattributed",
-        "reordered",
-        "connect.failed",
-        "generator.late",
-    ] {
+    let classes = ["violations", "connect.failed", "generator.late"]
+        .into_iter()
+        .chain(crate::model::VIOLATION_CLASSES.iter().map(|(c, _)| *c));
+    for class in classes {
         let get = |r: &RunResult| r.counters.get(class).copied().unwrap_or(0) as f64;
         push(class.into(), get(base), get(new), Better::Lower, true);
     }

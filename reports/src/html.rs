@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::charts::{Series, XAxis, escape, line_chart};
 use crate::hdr;
-use crate::model::{LatencySummary, RunResult};
+use crate::model::{LatencySummary, RunResult, VIOLATION_CLASSES};
 
 const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0;background:#f6f7f9}
@@ -17,6 +17,7 @@ table{border-collapse:collapse;width:100%;background:#fff;margin:6px 0}
 th,td{padding:4px 8px;border-bottom:1px solid #e4e4e4;text-align:right;font-variant-numeric:tabular-nums}
 th:first-child,td:first-child{text-align:left}
 tr.bad td{background:#fde7e6}.ok{color:#1b7f3b}.no{color:#b3261e;font-weight:700}
+.scroll{overflow-x:auto}.note{color:#b3261e;font-weight:600}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:8px}
 .card{background:#fff;padding:8px 12px;border:1px solid #e4e4e4;border-radius:4px}
 .chart{width:100%;height:auto;background:#fff;border:1px solid #e4e4e4;margin:6px 0}
@@ -40,6 +41,9 @@ pub fn render(r: &RunResult) -> String {
         v = verdict,
         n = escape(&r.scenario.name)
     );
+    if r.interrupted {
+        h.push_str(r#"<p id="interrupted" class="note">Interrupted by Ctrl-C: the figures cover less than the scenario asked for, so the run fails.</p>"#);
+    }
     let _ = write!(
         h,
         r#"<h1><span id="verdict" class="verdict {c}">{verdict}</span> {}</h1><p>{}</p>"#,
@@ -58,7 +62,7 @@ pub fn render(r: &RunResult) -> String {
 }
 
 fn thresholds(h: &mut String, r: &RunResult) {
-    h.push_str(r#"<h2 id="thresholds">Thresholds</h2><table><tr><th>metric</th><th>value</th><th>bound</th><th>verdict</th></tr>"#);
+    h.push_str(r#"<h2 id="thresholds">Thresholds</h2><div class="scroll"><table><tr><th>metric</th><th>value</th><th>bound</th><th>verdict</th></tr>"#);
     for t in &r.thresholds {
         let value = t
             .value
@@ -79,7 +83,7 @@ fn thresholds(h: &mut String, r: &RunResult) {
     if r.thresholds.is_empty() {
         h.push_str(r#"<tr><td colspan="4">no thresholds</td></tr>"#);
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 }
 
 fn scenario(h: &mut String, r: &RunResult) {
@@ -144,7 +148,7 @@ fn latency_row(h: &mut String, label: &str, s: &LatencySummary) {
 }
 
 fn latency_table(h: &mut String, r: &RunResult) {
-    h.push_str(r#"<h2 id="latency">Latency per path (ms)</h2><table><tr><th>path</th><th>measured from</th><th>count</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>"#);
+    h.push_str(r#"<h2 id="latency">Latency per path (ms)</h2><div class="scroll"><table><tr><th>path</th><th>measured from</th><th>count</th><th>min</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>"#);
     for (name, p) in &r.paths {
         let _ = write!(
             h,
@@ -156,7 +160,7 @@ fn latency_table(h: &mut String, r: &RunResult) {
         latency_row(h, "actual send", &p.service);
         h.push_str("</tr>");
     }
-    h.push_str("</table>");
+    h.push_str("</table></div>");
 }
 
 fn charts(h: &mut String, r: &RunResult) {
@@ -239,30 +243,6 @@ fn charts(h: &mut String, r: &RunResult) {
     ));
 }
 
-/// Correctness classes in the order people ask about them.
-const CLASSES: &[(&str, &str)] = &[
-    ("lost", "owed but never delivered"),
-    ("duplicated", "delivered twice"),
-    ("leaked", "reached a socket that must not see it"),
-    ("misattributed", "wrong sender or event"),
-    ("echoed", "sent back to its sender"),
-    ("reordered", "overtaken by a later message of its sender"),
-    ("unsanitized", "markup delivered"),
-    (
-        "rate_limit.wrongly_delivered",
-        "delivered over the rate limit",
-    ),
-    ("rate_limit.wrongly_rejected", "refused within budget"),
-    ("presence.missed", "newChat/chatEnded missing"),
-    ("presence.duplicated", "presence announced twice"),
-    (
-        "presence.list_mismatch",
-        "operators list differs from who is online",
-    ),
-    ("malformed", "payload did not parse"),
-    ("disconnected.unexpected", "the backend closed a connection"),
-];
-
 fn correctness(h: &mut String, r: &RunResult) {
     let get = |k: &str| r.counters.get(k).copied().unwrap_or(0);
     let _ = write!(
@@ -273,15 +253,21 @@ fn correctness(h: &mut String, r: &RunResult) {
         get("delivered"),
         get("violations")
     );
-    for (class, meaning) in CLASSES {
+    let owed = get("expected_deliveries");
+    let _ = write!(
+        h,
+        r#"<tr data-class="delivered"><td>delivered</td><td>owed deliveries that arrived</td><td>{}</td></tr>"#,
+        owed.saturating_sub(get("lost"))
+    );
+    for (class, meaning) in VIOLATION_CLASSES {
         let n = get(class);
         let cls = if n > 0 { "bad" } else { "" };
         let _ = write!(
             h,
             r#"<tr class="{cls}" data-class="{class}"><td>{class}</td><td>{meaning}</td><td>{n}</td></tr>"#
         );
-        if let Some(examples) = r.examples.get(*class).filter(|e| !e.is_empty() && n > 0) {
-            h.push_str(r#"<tr><td colspan="3"><details><summary>examples</summary><table><tr><th>message</th><th>socket</th><th>at (s)</th><th>what</th></tr>"#);
+        if let Some(examples) = r.examples.get(class).filter(|e| !e.is_empty() && n > 0) {
+            h.push_str(r#"<tr><td colspan="3"><details open><summary>examples</summary><table><tr><th>message</th><th>socket</th><th>at (s)</th><th>what</th></tr>"#);
             for e in examples.iter().take(20) {
                 let _ = write!(
                     h,

@@ -15,6 +15,9 @@ pub enum MergeError {
     /// Results of different scenarios.
     #[error("results are of different scenarios ({0} and {1})")]
     Mismatch(String, String),
+    /// Not the shards of one run: each must be `k/n` with one n, distinct k, one seed and duration.
+    #[error("not the shards of one run: {0}")]
+    NotShards(String),
     /// A histogram would not decode or add.
     #[error(transparent)]
     Histogram(#[from] hdr::HdrError),
@@ -35,6 +38,35 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult, MergeError> {
                 first.scenario.name.clone(),
                 r.scenario.name.clone(),
             ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for r in results {
+        let label = r.scenario.shard.as_deref().ok_or_else(|| {
+            MergeError::NotShards(format!(
+                "{} has no shard label (run with --shard k/n)",
+                r.scenario.name
+            ))
+        })?;
+        let (k, n) = label
+            .split_once('/')
+            .ok_or_else(|| MergeError::NotShards(format!("shard label {label:?}")))?;
+        let first_n = first
+            .scenario
+            .shard
+            .as_deref()
+            .and_then(|l| l.split_once('/'))
+            .map(|(_, n)| n);
+        if Some(n) != first_n
+            || r.scenario.seed != first.scenario.seed
+            || r.scenario.duration_s != first.scenario.duration_s
+        {
+            return Err(MergeError::NotShards(
+                "different shard counts, seeds or durations".into(),
+            ));
+        }
+        if !seen.insert(k.to_owned()) {
+            return Err(MergeError::NotShards(format!("shard {label} given twice")));
         }
     }
     let mut merged = first.clone();
@@ -92,7 +124,8 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult, MergeError> {
             e.extend(list.iter().take(20usize.saturating_sub(e.len())).cloned());
         }
     }
-    merged.scenario.shard = Some(format!("merged from {} results", results.len()));
+    merged.scenario.shard = Some(format!("merged from {} shards", results.len()));
+    merged.interrupted = results.iter().any(|r| r.interrupted);
     merged.environment.wall_s = results
         .iter()
         .map(|r| r.environment.wall_s)
@@ -132,6 +165,7 @@ pub(crate) mod tests {
         RunResult {
             schema_version: SCHEMA_VERSION,
             passed: true,
+            interrupted: false,
             scenario: ScenarioInfo {
                 name: "s".into(),
                 description: String::new(),
@@ -177,10 +211,15 @@ pub(crate) mod tests {
         }
     }
 
+    fn shard(mut r: RunResult, label: &str) -> RunResult {
+        r.scenario.shard = Some(label.into());
+        r
+    }
+
     #[test]
     fn shards_merge_exactly() {
-        let a = sample(1..=1000, 0);
-        let b = sample((1..=4000).map(|x| x * 7), 2);
+        let a = shard(sample(1..=1000, 0), "1/2");
+        let b = shard(sample((1..=4000).map(|x| x * 7), 2), "2/2");
         let merged = merge(&[a.clone(), b.clone()]).expect("merges");
         assert_eq!(merged.counters["delivered"], 5000);
         assert_eq!(merged.counters["lost"], 2);
@@ -200,11 +239,31 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn different_scenarios_do_not_merge() {
-        let a = sample(1..=10, 0);
-        let mut b = sample(1..=10, 0);
+    fn only_distinct_shards_of_one_run_merge() {
+        let a = shard(sample(1..=10, 0), "1/2");
+        let mut b = shard(sample(1..=10, 0), "2/2");
         b.scenario.name = "other".into();
-        assert!(matches!(merge(&[a, b]), Err(MergeError::Mismatch(..))));
+        assert!(matches!(
+            merge(&[a.clone(), b]),
+            Err(MergeError::Mismatch(..))
+        ));
         assert!(matches!(merge(&[]), Err(MergeError::Empty)));
+        assert!(
+            matches!(
+                merge(&[a.clone(), a.clone()]),
+                Err(MergeError::NotShards(_))
+            ),
+            "same shard twice"
+        );
+        let unlabelled = sample(1..=10, 0);
+        assert!(matches!(
+            merge(&[unlabelled]),
+            Err(MergeError::NotShards(_))
+        ));
+        let other_n = shard(sample(1..=10, 0), "2/3");
+        assert!(matches!(
+            merge(&[a, other_n]),
+            Err(MergeError::NotShards(_))
+        ));
     }
 }

@@ -8,6 +8,30 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Every violation class, with what it means; `violations` is their sum.
+pub const VIOLATION_CLASSES: [(&str, &str); 14] = [
+    ("lost", "owed but never delivered"),
+    ("duplicated", "delivered twice"),
+    ("leaked", "reached a socket that must not see it"),
+    ("misattributed", "wrong sender or event"),
+    ("echoed", "sent back to its sender"),
+    ("reordered", "overtaken by a later message of its sender"),
+    ("unsanitized", "markup delivered"),
+    (
+        "rate_limit.wrongly_delivered",
+        "delivered over the rate limit",
+    ),
+    ("rate_limit.wrongly_rejected", "refused within budget"),
+    ("presence.missed", "newChat/chatEnded missing"),
+    ("presence.duplicated", "presence announced twice"),
+    (
+        "presence.list_mismatch",
+        "operators list differs from who is online",
+    ),
+    ("malformed", "payload did not parse"),
+    ("disconnected.unexpected", "the backend closed a connection"),
+];
+
 /// Version of this schema; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -16,8 +40,11 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct RunResult {
     /// [`SCHEMA_VERSION`] of the writer.
     pub schema_version: u32,
-    /// True when every threshold held.
+    /// True when every threshold held and the run was not interrupted.
     pub passed: bool,
+    /// Stopped early by Ctrl-C: the figures cover less than the scenario asked for.
+    #[serde(default)]
+    pub interrupted: bool,
     /// What was run.
     pub scenario: ScenarioInfo,
     /// Against what.
@@ -236,7 +263,7 @@ impl RunResult {
             });
         }
         self.thresholds.sort_by_key(|t| t.passed);
-        self.passed = self.thresholds.iter().all(|t| t.passed);
+        self.passed = !self.interrupted && self.thresholds.iter().all(|t| t.passed);
     }
 
     /// The JSON schema of [`RunResult`].

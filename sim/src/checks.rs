@@ -366,7 +366,17 @@ impl Ledger {
             .collect();
         let got: std::collections::BTreeSet<u64> = listed.iter().copied().collect();
         let wrong = if self.sharded {
-            !online.is_subset(&got)
+            // other shards' operators are listed too: judge the ids of this shard's own
+            let own: std::collections::BTreeSet<u64> = self
+                .sockets
+                .iter()
+                .flatten()
+                .filter_map(|s| s.operator.as_ref().map(|o| o.0))
+                .collect();
+            got.intersection(&own)
+                .copied()
+                .collect::<std::collections::BTreeSet<u64>>()
+                != online
         } else {
             got != online
         };

@@ -73,22 +73,15 @@ pub const COUNTERS: &[&str] = &[
 ];
 
 /// Counters that are violations of the protocol (their sum is `violations`).
-pub const VIOLATIONS: &[&str] = &[
-    "lost",
-    "duplicated",
-    "leaked",
-    "misattributed",
-    "echoed",
-    "reordered",
-    "unsanitized",
-    "rate_limit.wrongly_delivered",
-    "rate_limit.wrongly_rejected",
-    "presence.missed",
-    "presence.duplicated",
-    "presence.list_mismatch",
-    "malformed",
-    "disconnected.unexpected",
-];
+pub const VIOLATIONS: [&str; 14] = {
+    let mut names = [""; 14];
+    let mut i = 0;
+    while i < 14 {
+        names[i] = reports::model::VIOLATION_CLASSES[i].0;
+        i += 1;
+    }
+    names
+};
 
 const LATENCY_STATS: &[&str] = &[
     "count", "min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",

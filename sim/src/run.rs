@@ -138,14 +138,16 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
     let (phase_tx, phase_rx) = watch::channel(Phase::Sending);
     let shard = opts.shard.unwrap_or(Shard { index: 0, count: 1 });
     let first_id = u64::from(shard.index) * crate::checks::ID_SPACE + 1;
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         records_tx,
         endpoints,
         secret,
         plan.limits,
         phase_rx,
         first_id,
-    ));
+    );
+    shared.set_shard(shard.index, shard.count);
+    let shared = Arc::new(shared);
     let start = Instant::now();
     let progress = Progress::new(opts.progress, plan.peak_sockets(), shared.live.clone());
     let mut ledger = Ledger::with_ids(start, first_id);

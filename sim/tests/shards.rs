@@ -127,4 +127,16 @@ async fn two_shards_check_their_own_bots_and_merge_to_the_sum() {
     }
     assert_eq!(merged.paths["connect"].intended.count, 24);
     assert!(merged.passed);
+    // the merged histogram is the exact sum: its p99 is that of both shards' samples together
+    for path in ["fanout", "client_to_operators"] {
+        let mut all = reports::hdr::decode(&shards[0].1.paths[path].intended).expect("shard 1");
+        all.add(reports::hdr::decode(&shards[1].1.paths[path].intended).expect("shard 2"))
+            .expect("add");
+        assert_eq!(
+            merged.paths[path].intended.p99_ms,
+            all.value_at_quantile(0.99) as f64 / 1000.0,
+            "{path}"
+        );
+        assert_eq!(merged.paths[path].intended.count, all.len());
+    }
 }

@@ -60,6 +60,9 @@ pub struct Shared {
     pub live: Arc<Live>,
     next_socket: AtomicU32,
     next_msg: AtomicU64,
+    /// In a sharded run, the tag this shard's visitors carry in their names: operators only
+    /// address visitors of their own shard, so every message is checked by the shard that sent it.
+    shard_tag: Option<String>,
 }
 
 /// Counters the progress display reads.
@@ -90,7 +93,13 @@ impl Shared {
             live: Arc::default(),
             next_socket: AtomicU32::new(0),
             next_msg: AtomicU64::new(first_msg_id),
+            shard_tag: None,
         }
+    }
+
+    /// Marks the bots as shard `index` (0-based) of `count`.
+    pub fn set_shard(&mut self, index: u32, count: u32) {
+        self.shard_tag = (count > 1).then(|| format!("#shard{}of{count}", index + 1));
     }
 
     fn record(&self, r: Record) {
@@ -261,7 +270,10 @@ impl Bot<'_> {
             },
             None => JoinRequest {
                 role: "client".into(),
-                username: Some(content::person(self.rng)),
+                username: Some(match &self.shared.shard_tag {
+                    Some(tag) => format!("{} {tag}", content::person(self.rng)),
+                    None => content::person(self.rng),
+                }),
                 ..JoinRequest::default()
             },
         };
@@ -398,7 +410,16 @@ impl Bot<'_> {
         };
         use crate::record::Observed;
         match &observed {
-            Observed::NewChat { client } => self.known_clients.push(client.clone()),
+            Observed::NewChat { client } => {
+                let mine = self
+                    .shared
+                    .shard_tag
+                    .as_ref()
+                    .is_none_or(|tag| frame.contains(tag.as_str()));
+                if mine {
+                    self.known_clients.push(client.clone());
+                }
+            }
             Observed::ChatEnded { client } => self.known_clients.retain(|c| c != client),
             Observed::OperatorsList(ids) => {
                 if !self.joined {
