@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 
 use crate::record::{MsgId, RatePrediction, Record, SentKind, SocketKey};
-use crate::scenario::{BotRole, Group, Limits, ThinkTime};
+use crate::scenario::{Group, Limits, ThinkTime};
 use crate::wire::{Connection, Endpoint, Incoming};
 use content::ImageCache;
 use inbound::parse_event;
@@ -501,9 +501,4 @@ pub fn identity(index: u32, rng: &mut StdRng) -> OperatorIdentity {
         operator_id: u64::from(index) + 1,
         name: content::person(rng),
     }
-}
-
-/// Whether a role's bots send messages.
-pub fn sends(role: BotRole) -> bool {
-    role != BotRole::Supervisor
 }
