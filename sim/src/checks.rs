@@ -145,7 +145,6 @@ impl Ledger {
                 role,
                 sid,
                 operator,
-                intended,
                 at,
             } => {
                 let idx = socket as usize;
@@ -168,7 +167,6 @@ impl Ledger {
                     ended_to: Vec::new(),
                 });
                 self.connected += 1;
-                let _ = intended;
             }
             Record::Joined { socket, at } => {
                 if let Some(s) = self.socket_mut(socket)

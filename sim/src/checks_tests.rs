@@ -28,7 +28,6 @@ impl World {
                 role,
                 sid: sid.into(),
                 operator: op,
-                intended: t0,
                 at: t0,
             });
             ledger.apply(Record::Joined { socket: k, at: t0 });
@@ -300,7 +299,6 @@ fn late_joiner_is_not_expected_and_not_a_leak() {
         role: BotRole::Operator,
         sid: "late".into(),
         operator: Some((3, "Cy".into())),
-        intended: at,
         at,
     });
     w.ledger.apply(Record::Joined { socket: late, at });

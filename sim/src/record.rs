@@ -138,8 +138,6 @@ pub enum Record {
         sid: String,
         /// Operator identity, for operator roles.
         operator: Option<(u64, String)>,
-        /// Scheduled arrival.
-        intended: Instant,
         /// `join` left.
         at: Instant,
     },

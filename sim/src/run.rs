@@ -39,6 +39,22 @@ pub struct RunOptions {
     pub shard: Option<Shard>,
 }
 
+impl RunOptions {
+    /// Runs `scenario` as written: its target, seed and duration, no progress display,
+    /// results in `out`.
+    pub fn new(scenario: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        Self {
+            scenario: scenario.into(),
+            targets: Vec::new(),
+            out: Some(out.into()),
+            seed: None,
+            duration: None,
+            progress: false,
+            shard: None,
+        }
+    }
+}
+
 /// One of `count` processes running the same scenario, each a disjoint share of every bot
 /// group and its own message-id space; `sim merge` combines their results.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

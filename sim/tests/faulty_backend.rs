@@ -54,13 +54,8 @@ async fn every_violation_class_is_counted_against_a_broken_backend() {
     let (addr, _server) = common::faulty::start().await;
     let dir = common::temp_dir("faulty");
     let outcome = run(RunOptions {
-        scenario: write_scenario(&dir),
         targets: vec![format!("http://{addr}/chat")],
-        out: Some(dir.join("out")),
-        seed: None,
-        duration: None,
-        progress: false,
-        shard: None,
+        ..RunOptions::new(write_scenario(&dir), dir.join("out"))
     })
     .await
     .expect("run happens");

@@ -9,15 +9,10 @@ use sim::run::{RunOptions, run};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smoke_passes_with_zero_violations() {
     let dir = common::temp_dir("smoke");
-    let outcome = run(RunOptions {
-        scenario: common::scenarios_dir().join("smoke.toml"),
-        targets: Vec::new(),
-        out: Some(dir.clone()),
-        seed: None,
-        duration: None,
-        progress: false,
-        shard: None,
-    })
+    let outcome = run(RunOptions::new(
+        common::scenarios_dir().join("smoke.toml"),
+        &dir,
+    ))
     .await
     .expect("run happens");
     let r = &outcome.result;

@@ -204,7 +204,6 @@ async fn connect(
                     .operator
                     .as_ref()
                     .map(|o| (o.operator_id, o.name.clone())),
-                intended: intended.into_std(),
                 at: now.into_std(),
             });
             let us = now.saturating_duration_since(intended).as_micros() as u64;
