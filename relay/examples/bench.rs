@@ -19,12 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use futures_util::{SinkExt, StreamExt};
 use relay::auth::{Claims, OperatorIdentity, sign_hs256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "bench-secret-0123456789abcdef";
 
@@ -93,21 +91,20 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32) -> anyhow::Result<()> {
         let counter = delivered.clone();
         holders.push(tokio::spawn(async move {
             let src = Ipv4Addr::new(127, 0, 0, 2 + (i / 20_000) as u8);
-            let conn = BenchSocket::connect(addr, src, None).await;
+            let conn = connect(addr, src, None).await;
             drop(permit);
-            let mut conn = match conn {
+            let conn = match conn {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("visitor {i}: {e:#}");
                     return;
                 }
             };
-            conn.send(format!(
+            let _ = conn.sender().send(&format!(
                 r#"42["join",{{"role":"client","username":"v{i}"}}]"#
-            ))
-            .await;
+            ));
             let _ = ids_tx.send(conn.sid.clone());
-            conn.hold(None, counter).await;
+            hold(conn, None, counter).await;
         }));
     }
     drop(ids_tx);
@@ -145,13 +142,12 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32) -> anyhow::Result<()> {
                 3600,
             ),
         );
-        let mut conn = BenchSocket::connect(addr, Ipv4Addr::LOCALHOST, Some(&token)).await?;
-        conn.send(r#"42["join",{"role":"operator"}]"#.to_owned())
-            .await;
+        let conn = connect(addr, Ipv4Addr::LOCALHOST, Some(&token)).await?;
+        let _ = conn.sender().send(r#"42["join",{"role":"operator"}]"#);
         let (tx, rx) = mpsc::unbounded_channel::<String>();
         senders.push(tx);
         let counter = delivered.clone();
-        tokio::spawn(async move { conn.hold(Some(rx), counter).await });
+        tokio::spawn(async move { hold(conn, Some(rx), counter).await });
     }
     // visitors count what they get through the same counter
     wait_metric(addr, "relay_connected_operators", args.operators as f64).await?;
@@ -225,89 +221,44 @@ async fn run(args: &Args, addr: SocketAddr, pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A bare WebSocket Socket.IO connection that counts chat deliveries.
-struct BenchSocket {
-    sid: String,
-    ws: tokio_tungstenite::WebSocketStream<TcpStream>,
+/// A WebSocket Socket.IO connection from `src`, with `token` in the handshake.
+async fn connect(
+    addr: SocketAddr,
+    src: Ipv4Addr,
+    token: Option<&str>,
+) -> anyhow::Result<wire::Connection> {
+    let options = wire::Options {
+        auth: token.map(|t| serde_json::json!({ "token": t }).to_string()),
+        source: Some(IpAddr::V4(src)),
+        ..wire::Options::default()
+    };
+    Ok(wire::Connection::connect(&wire::Endpoint::new(addr, "/chat"), options).await?)
 }
 
-impl BenchSocket {
-    async fn connect(addr: SocketAddr, src: Ipv4Addr, token: Option<&str>) -> anyhow::Result<Self> {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::new(IpAddr::V4(src), 0))?;
-        let tcp = socket.connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        let url = format!("ws://{addr}/chat/?EIO=4&transport=websocket");
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
-        let (mut ws, _) =
-            tokio_tungstenite::client_async_with_config(url, tcp, Some(config)).await?;
-        let _open = next_text(&mut ws).await?;
-        let connect = match token {
-            Some(t) => format!(r#"40{{"token":"{t}"}}"#),
-            None => "40".to_owned(),
-        };
-        ws.send(Message::text(connect)).await?;
-        let sid = loop {
-            let t = next_text(&mut ws).await?;
-            if t == "2" {
-                ws.send(Message::text("3")).await?;
-            } else if let Some(body) = t.strip_prefix("40") {
-                let v: serde_json::Value = serde_json::from_str(body)?;
-                break v["sid"].as_str().unwrap_or_default().to_owned();
-            } else {
-                bail!("unexpected {t:?}");
-            }
-        };
-        Ok(Self { sid, ws })
-    }
-
-    async fn send(&mut self, frame: String) {
-        let _ = self.ws.send(Message::text(frame)).await;
-    }
-
-    /// Answers pings, sends what `outgoing` gives, counts chat deliveries.
-    async fn hold(
-        mut self,
-        mut rx: Option<mpsc::UnboundedReceiver<String>>,
-        counter: Arc<AtomicU64>,
-    ) {
-        loop {
-            tokio::select! {
-                msg = self.ws.next() => match msg {
-                    Some(Ok(Message::Text(t))) => {
-                        let t = t.as_str();
-                        if t == "2" {
-                            let _ = self.ws.send(Message::text("3")).await;
-                        } else if t.starts_with("42[\"operatorMessageBroadcast\"")
-                            || t.starts_with("42[\"incomingOperatorMessage\"")
-                        {
-                            counter.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Some(Ok(_)) => {}
-                    _ => return,
-                },
-                Some(frame) = async { match rx.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
-                    let _ = self.ws.feed(Message::text(frame)).await;
-                    let _ = self.ws.flush().await;
-                }
-            }
-        }
-    }
-}
-
-async fn next_text(
-    ws: &mut tokio_tungstenite::WebSocketStream<TcpStream>,
-) -> anyhow::Result<String> {
+/// Sends what `outgoing` gives and counts chat deliveries until the connection ends.
+async fn hold(
+    mut conn: wire::Connection,
+    mut outgoing: Option<mpsc::UnboundedReceiver<String>>,
+    counter: Arc<AtomicU64>,
+) {
+    let sender = conn.sender();
     loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.as_str().to_owned()),
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(e))) => return Err(e.into()),
-            Ok(None) => bail!("closed"),
-            Err(_) => bail!("timed out"),
+        tokio::select! {
+            incoming = conn.next() => match incoming {
+                Ok(wire::Incoming::Event(frame)) => {
+                    let t = frame.as_str();
+                    if t.starts_with("42[\"operatorMessageBroadcast\"")
+                        || t.starts_with("42[\"incomingOperatorMessage\"")
+                    {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            },
+            Some(frame) = async { match outgoing.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } } => {
+                let _ = sender.send(&frame);
+            }
         }
     }
 }

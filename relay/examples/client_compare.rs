@@ -9,11 +9,10 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::FutureExt;
 use rust_socketio::asynchronous::ClientBuilder;
 use rust_socketio::{Event, TransportType};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -34,27 +33,14 @@ async fn main() -> anyhow::Result<()> {
     let addr = args.next().unwrap_or_else(|| "127.0.0.1:3101".into());
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(2000);
 
-    // lean: one WebSocket, 4 KiB read buffer, waits for the connect answer
+    // the project's client (wire): one WebSocket, waits for the connect answer
     let base = rss_kib();
     let t0 = Instant::now();
     let mut lean = Vec::with_capacity(n);
+    let endpoint =
+        wire::Endpoint::parse(&format!("http://{addr}/chat")).map_err(anyhow::Error::msg)?;
     for _ in 0..n {
-        let url = format!("ws://{addr}/chat/?EIO=4&transport=websocket");
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
-        let _open = ws.next().await;
-        ws.send(Message::text("40")).await?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) if t.as_str().starts_with("40") => break,
-                Some(Ok(_)) => continue,
-                _ => anyhow::bail!("lean client: no connect answer"),
-            }
-        }
-        lean.push(ws);
+        lean.push(wire::Connection::connect(&endpoint, wire::Options::default()).await?);
     }
     let lean_time = t0.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -87,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let rs_kib = (rss_kib() - base) as f64 / n as f64;
 
     println!("{n} connections, sequential, each waiting for the server's connect answer:");
-    println!("  lean WebSocket client: {lean_time:?} total, {lean_kib:.1} KiB RSS per connection");
+    println!("  wire (this project's):  {lean_time:?} total, {lean_kib:.1} KiB RSS per connection");
     println!("  rust_socketio 0.6:     {rs_time:?} total, {rs_kib:.1} KiB RSS per connection");
     for c in clients {
         let _ = c.disconnect().await;

@@ -136,3 +136,107 @@ async fn rust_socketio_client_interoperates() {
     );
     ann.expect_silence(QUIET).await;
 }
+
+/// The project's own client (`wire`) over long-polling only and over polling upgraded to
+/// WebSocket: every event, ack and ping crosses both transports, and nothing sent while the
+/// upgrade is under way is lost or reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_client_over_polling_and_upgrade() {
+    use wire::Transport;
+    let relay = TestRelay::start_with(|c| c.rate_limit_per_minute = 10_000).await;
+    let mut ann = common::Client::connect_over(
+        relay.addr,
+        "/chat",
+        Some(json!({"token": token(1, "Ann")})),
+        None,
+        Transport::Upgrade,
+    )
+    .await
+    .expect("operator connects and upgrades");
+    ann.emit(event::JOIN, json!({"role": "operator"}));
+    let list = ann
+        .emit_with_ack(event::GET_CONNECTED_OPERATORS, Value::Null)
+        .await;
+    assert!(list.get("error").is_none(), "{list}");
+    assert_eq!(
+        ann.expect(event::CONNECTED_OPERATORS_LIST).await,
+        json!([{"operatorId": 1, "name": "Ann"}])
+    );
+    let mut v = common::Client::connect_over(relay.addr, "/chat", None, None, Transport::Polling)
+        .await
+        .expect("visitor connects over polling");
+    let ack = v
+        .emit_with_ack(event::JOIN, json!({"role": "client", "username": "Polly"}))
+        .await;
+    assert!(ack.get("error").is_none(), "{ack}");
+    assert_eq!(ann.expect(event::NEW_CHAT).await["clientId"], v.sid);
+    for i in 0..50 {
+        v.emit(
+            event::CLIENT_MESSAGE,
+            json!({"type": "text", "message": format!("up {i}")}),
+        );
+        ann.emit(
+            event::OPERATOR_MESSAGE,
+            json!({"to": v.sid, "type": "text", "message": format!("down {i}")}),
+        );
+    }
+    for i in 0..50 {
+        assert_eq!(
+            ann.expect(event::INCOMING_MESSAGE).await["message"],
+            format!("up {i}")
+        );
+        assert_eq!(
+            v.expect(event::INCOMING_OPERATOR_MESSAGE).await["message"],
+            format!("down {i}")
+        );
+    }
+    // messages sent over polling right before the upgrade arrive before later ones
+    let options = wire::Options {
+        transport: Transport::Upgrade,
+        ..wire::Options::default()
+    };
+    let mut late = wire::Connection::connect(&wire::Endpoint::new(relay.addr, "/chat"), options)
+        .await
+        .expect("connects over polling");
+    assert_eq!(late.transport(), Transport::Polling);
+    late.emit(
+        event::JOIN,
+        &json!({"role": "client", "username": "Up"}),
+        None,
+    )
+    .expect("join");
+    for i in 0..5 {
+        late.emit(
+            event::CLIENT_MESSAGE,
+            &json!({"type": "text", "message": format!("m{i}")}),
+            None,
+        )
+        .expect("send");
+    }
+    late.upgrade().await.expect("upgrades");
+    assert_eq!(late.transport(), Transport::Websocket);
+    for i in 5..10 {
+        late.emit(
+            event::CLIENT_MESSAGE,
+            &json!({"type": "text", "message": format!("m{i}")}),
+            None,
+        )
+        .expect("send");
+    }
+    assert_eq!(ann.expect(event::NEW_CHAT).await["clientId"], late.sid);
+    for i in 0..10 {
+        assert_eq!(
+            ann.expect(event::INCOMING_MESSAGE).await["message"],
+            format!("m{i}")
+        );
+    }
+    // a long-polling client that just vanishes is only noticed at the ping timeout;
+    // Engine.IO's close packet ends it at once
+    let gone = v.sid.clone();
+    v.close();
+    assert_eq!(ann.wait_for(event::CHAT_ENDED).await["clientId"], gone);
+    let late_sid = late.sid.clone();
+    late.close().await;
+    assert_eq!(ann.wait_for(event::CHAT_ENDED).await["clientId"], late_sid);
+    ann.expect_silence(QUIET).await;
+}

@@ -5,10 +5,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{QUIET, TestRelay, token};
-use futures_util::{SinkExt, StreamExt};
 use relay::protocol::event;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 
 /// With Nagle's algorithm on, a small write while an earlier one to the same peer is still
 /// unacknowledged waits for that peer's delayed ACK (40 ms on Linux once the connection is
@@ -56,31 +54,16 @@ async fn a_stalled_reader_overflows_only_its_own_buffer_and_drops_are_counted() 
         c.rate_limit_per_minute = 100_000;
     })
     .await;
-    // a raw operator socket whose stream is never read again
-    let url = format!("ws://{}/chat/?EIO=4&transport=websocket", relay.addr);
-    let (mut stalled, _) = tokio_tungstenite::connect_async(url)
+    // an operator connection that is never read again
+    let options = wire::Options {
+        auth: Some(json!({"token": token(2, "Stalled")}).to_string()),
+        ..wire::Options::default()
+    };
+    let stalled = wire::Connection::connect(&wire::Endpoint::new(relay.addr, "/chat"), options)
         .await
         .expect("connect");
-    let _open = stalled.next().await;
     stalled
-        .send(Message::text(format!(
-            "40{}",
-            json!({"token": token(2, "Stalled")})
-        )))
-        .await
-        .expect("send");
-    // wait for the connect answer: events sent before it are dropped by the protocol layer
-    while let Some(Ok(msg)) = stalled.next().await {
-        if msg.to_text().is_ok_and(|t| t.starts_with("40")) {
-            break;
-        }
-    }
-    stalled
-        .send(Message::text(format!(
-            "42{}",
-            json!([event::JOIN, {"role": "operator"}])
-        )))
-        .await
+        .emit(event::JOIN, &json!({"role": "operator"}), None)
         .expect("send");
     let mut ann = relay.operator(1, "Ann").await;
     let mut v = relay.client("V").await;

@@ -10,4 +10,3 @@ pub mod record;
 pub mod result;
 pub mod run;
 pub mod scenario;
-pub mod wire;

@@ -18,7 +18,7 @@ use crate::progress::{Progress, Snapshot};
 use crate::record::Record;
 use crate::result;
 use crate::scenario::{self, Plan, Target};
-use crate::wire::{Connection, Endpoint};
+use wire::{Connection, Endpoint, Options};
 
 /// What `sim run` was asked.
 #[derive(Debug, Clone)]
@@ -178,7 +178,7 @@ pub async fn run(opts: RunOptions) -> Result<RunOutcome, RunError> {
 
     let interrupted = drive_phases(&plan, &phase_tx, &progress).await;
     // bots close within their send timeout; one that does not is cut off, not waited for
-    let deadline = tokio::time::Instant::now() + crate::wire::SEND_TIMEOUT + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     for t in bots_tasks {
         let abort = t.abort_handle();
         if tokio::time::timeout_at(deadline, t).await.is_err() {
@@ -315,11 +315,7 @@ async fn start_target(
             let handle = tokio::spawn(relay::serve(listener, config, async move {
                 let _ = rx.await;
             }));
-            let endpoint = Endpoint {
-                addr,
-                host: addr.to_string(),
-                path: relay::config::DEFAULT_PATH.to_owned(),
-            };
+            let endpoint = Endpoint::new(addr, relay::config::DEFAULT_PATH);
             Ok((vec![endpoint], secret, Some((tx, handle))))
         }
         Target::External { urls, jwt_secret } => {
@@ -329,7 +325,7 @@ async fn start_target(
                     url: url.clone(),
                     reason,
                 })?;
-                match Connection::connect(&e, None, None).await {
+                match Connection::connect(&e, Options::default()).await {
                     Ok(conn) => conn.close().await,
                     Err(err) => {
                         return Err(RunError::Unreachable {

@@ -713,7 +713,7 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, toml::V
 }
 
 fn check_url(u: &str) -> Result<(), String> {
-    crate::wire::Endpoint::parse(u).map(|_| ())
+    wire::Endpoint::parse(u).map(|_| ())
 }
 
 /// 1-based line and column of byte `offset`.

@@ -1,14 +1,14 @@
-//! A lean Socket.IO v5 client over one WebSocket (Engine.IO v4), for the relay's tests.
+//! The relay tests' client: the project's Socket.IO client (`wire`) with a reader task, so
+//! a test can wait for events and acks while it writes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
-use tokio_tungstenite::tungstenite::Message;
+use wire::{Connection, Endpoint, Incoming, Options, Sender, Transport, WireError};
 
 /// Default wait for an expected event.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -22,17 +22,17 @@ type Acks = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 pub struct Client {
     /// The socket id the server assigned.
     pub sid: String,
-    out: mpsc::UnboundedSender<Message>,
+    sender: Sender,
     events: mpsc::UnboundedReceiver<Received>,
     acks: Acks,
     next_ack: u64,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    reader: tokio::task::JoinHandle<()>,
 }
 
 /// Why a connection attempt failed.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// WebSocket handshake refused (e.g. HTTP 403).
+    /// HTTP refused (e.g. 403 for a foreign origin).
     Http(String),
     /// The namespace answered `44` connect_error.
     Refused(Value),
@@ -41,7 +41,7 @@ pub enum ConnectError {
 }
 
 impl Client {
-    /// Connects to `/chat` on `addr`, with an optional handshake `auth` object.
+    /// Connects to `/chat` on `addr` over WebSocket, with an optional handshake `auth` object.
     pub async fn connect(addr: SocketAddr, auth: Option<Value>) -> Result<Client, ConnectError> {
         Self::connect_with(addr, "/chat", auth, None).await
     }
@@ -53,120 +53,80 @@ impl Client {
         auth: Option<Value>,
         origin: Option<&str>,
     ) -> Result<Client, ConnectError> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let url = format!("ws://{addr}{path}/?EIO=4&transport=websocket");
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| ConnectError::Protocol(e.to_string()))?;
-        if let Some(origin) = origin {
-            request.headers_mut().insert(
-                "origin",
-                origin
-                    .parse()
-                    .map_err(|_| ConnectError::Protocol("origin".into()))?,
-            );
-        }
-        let (ws, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .map_err(|e| ConnectError::Http(e.to_string()))?;
-        let (mut sink, mut stream) = ws.split();
+        Self::connect_over(addr, path, auth, origin, Transport::Websocket).await
+    }
 
-        let open = next_text(&mut stream).await?;
-        if !open.starts_with('0') {
-            return Err(ConnectError::Protocol(format!(
-                "expected open packet, got {open:?}"
-            )));
-        }
-        let connect = match auth {
-            Some(a) => format!("40{a}"),
-            None => "40".to_owned(),
+    /// Connects over `transport`; with [`Transport::Upgrade`] the connection is upgraded
+    /// to WebSocket before this returns.
+    pub async fn connect_over(
+        addr: SocketAddr,
+        path: &str,
+        auth: Option<Value>,
+        origin: Option<&str>,
+        transport: Transport,
+    ) -> Result<Client, ConnectError> {
+        let options = Options {
+            transport,
+            auth: auth.map(|a| a.to_string()),
+            source: None,
+            origin: origin.map(str::to_owned),
         };
-        sink.send(Message::text(connect))
+        let mut conn = Connection::connect(&Endpoint::new(addr, path), options)
             .await
-            .map_err(|e| ConnectError::Protocol(e.to_string()))?;
-        let mut answer = next_text(&mut stream).await?;
-        while answer == "2" {
-            sink.send(Message::text("3"))
-                .await
-                .map_err(|e| ConnectError::Protocol(e.to_string()))?;
-            answer = next_text(&mut stream).await?;
-        }
-        let sid = if let Some(body) = answer.strip_prefix("40") {
-            let v: Value =
-                serde_json::from_str(body).map_err(|e| ConnectError::Protocol(e.to_string()))?;
-            v["sid"].as_str().unwrap_or_default().to_owned()
-        } else if let Some(body) = answer.strip_prefix("44") {
-            return Err(ConnectError::Refused(
-                serde_json::from_str(body).unwrap_or(Value::Null),
-            ));
-        } else {
-            return Err(ConnectError::Protocol(format!(
-                "expected connect answer, got {answer:?}"
-            )));
-        };
-
-        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Message>();
-        let writer = tokio::spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
-                if sink.send(msg).await.is_err() {
-                    break;
+            .map_err(|e| match e {
+                WireError::Http { status, body } => ConnectError::Http(format!("{status} {body}")),
+                WireError::Refused(body) => {
+                    ConnectError::Refused(serde_json::from_str(&body).unwrap_or(Value::Null))
                 }
-            }
-            let _ = sink.close().await;
-        });
+                other => ConnectError::Protocol(other.to_string()),
+            })?;
+        if transport == Transport::Upgrade {
+            conn.upgrade()
+                .await
+                .map_err(|e| ConnectError::Protocol(format!("upgrade: {e}")))?;
+        }
+        Ok(Self::wrap(conn))
+    }
+
+    fn wrap(mut conn: Connection) -> Client {
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let acks: Acks = Arc::default();
         let reader_acks = acks.clone();
-        let pong = out_tx.clone();
+        let sid = conn.sid.clone();
+        let sender = conn.sender();
         let reader = tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                let Message::Text(text) = msg else { continue };
-                let text = text.as_str();
-                if text == "2" {
-                    let _ = pong.send(Message::text("3"));
-                } else if let Some(body) = text.strip_prefix("42") {
-                    if let Ok(Value::Array(mut args)) = serde_json::from_str::<Value>(body) {
-                        let name = args
-                            .first()
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned();
-                        let data = if args.len() > 1 {
-                            args.swap_remove(1)
-                        } else {
-                            Value::Null
-                        };
-                        let _ = ev_tx.send((name, data));
+            loop {
+                match conn.next().await {
+                    Ok(Incoming::Event(frame)) => {
+                        let (name, data) =
+                            wire::packet::split_event(frame.as_str()).unwrap_or(("", "null"));
+                        let data = serde_json::from_str(data).unwrap_or(Value::Null);
+                        let _ = ev_tx.send((name.to_owned(), data));
                     }
-                } else if let Some(body) = text.strip_prefix("43") {
-                    let split = body.find('[').unwrap_or(body.len());
-                    let (id, rest) = body.split_at(split);
-                    if let (Ok(id), Ok(Value::Array(mut args))) =
-                        (id.parse::<u64>(), serde_json::from_str::<Value>(rest))
-                    {
-                        let data = if args.is_empty() {
-                            Value::Null
-                        } else {
-                            args.swap_remove(0)
-                        };
+                    Ok(Incoming::Ack(id, frame)) => {
+                        let data = wire::packet::ack_data(frame.as_str())
+                            .and_then(|d| serde_json::from_str(d).ok())
+                            .unwrap_or(Value::Null);
                         if let Some(tx) = reader_acks.lock().expect("ack map").remove(&id) {
                             let _ = tx.send(data);
                         }
                     }
-                } else if text.starts_with("41") {
-                    let _ = ev_tx.send(("disconnect".to_owned(), Value::Null));
+                    Ok(Incoming::Disconnect) => {
+                        let _ = ev_tx.send(("disconnect".to_owned(), Value::Null));
+                    }
+                    Err(_) => break,
                 }
             }
             let _ = ev_tx.send(("closed".to_owned(), Value::Null));
         });
-        Ok(Client {
+        Client {
             sid,
-            out: out_tx,
+            sender,
             events: ev_rx,
             acks,
             next_ack: 0,
-            tasks: vec![writer, reader],
-        })
+            reader,
+        }
     }
 
     /// Sends `42["event", data]`.
@@ -176,12 +136,12 @@ impl Client {
 
     /// Sends an event with no argument.
     pub fn emit_bare(&self, event: &str) {
-        self.emit_raw(format!("42{}", json!([event])));
+        self.emit_raw(wire::packet::bare_event(event, None));
     }
 
-    /// Sends a raw Engine.IO text frame.
+    /// Sends a raw Engine.IO text packet.
     pub fn emit_raw(&self, frame: String) {
-        let _ = self.out.send(Message::text(frame));
+        let _ = self.sender.send(&frame);
     }
 
     /// Sends an event asking for an ack, and waits for it.
@@ -254,32 +214,14 @@ impl Client {
     }
 
     /// Closes the WebSocket gracefully (close frame).
-    pub fn close(mut self) {
-        let _ = self.out.send(Message::Close(None));
-        self.tasks.clear(); // detach: let the writer send the close frame
+    pub fn close(self) {
+        self.sender.close();
     }
 }
 
 /// Dropping a client cuts its TCP connection without a close frame.
 impl Drop for Client {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-async fn next_text<S>(stream: &mut S) -> Result<String, ConnectError>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(WAIT, stream.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.as_str().to_owned()),
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(e))) => return Err(ConnectError::Protocol(e.to_string())),
-            Ok(None) => return Err(ConnectError::Protocol("closed".into())),
-            Err(_) => return Err(ConnectError::Protocol("timed out".into())),
-        }
+        self.reader.abort();
     }
 }

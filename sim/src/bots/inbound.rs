@@ -6,7 +6,7 @@ use relay::protocol::{MessageAck, event};
 use serde::Deserialize;
 
 use crate::record::{AckOutcome, Observed, find_msg_id};
-use crate::wire::{ack_data, split_event};
+use wire::packet::{ack_data, split_event};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]

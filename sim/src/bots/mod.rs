@@ -26,10 +26,10 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::record::{MsgId, RatePrediction, Record, SentKind, SocketKey};
 use crate::scenario::{Group, Limits, ThinkTime};
-use crate::wire::{Connection, Endpoint, Incoming};
 use content::ImageCache;
 use inbound::parse_event;
 use rate::RatePredictor;
+use wire::{Connection, Endpoint, Incoming, Options};
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +192,12 @@ async fn connect(
         let token = sign_hs256(shared.jwt_secret.as_bytes(), &Claims::new(who, 24 * 3600));
         json!({ "token": token }).to_string()
     });
-    match Connection::connect(endpoint, source, auth.as_deref()).await {
+    let options = Options {
+        auth,
+        source,
+        ..Options::default()
+    };
+    match Connection::connect(endpoint, options).await {
         Ok(conn) => {
             let now = Instant::now();
             shared.live.connected.fetch_add(1, Ordering::Relaxed);
@@ -277,14 +282,17 @@ impl Bot<'_> {
             },
         };
         // ack id 0 is the join's; operators confirm with the operators list
-        if self.conn.emit(event::JOIN, &join, Some(0)).await.is_err() {
+        if self.conn.emit(event::JOIN, &join, Some(0)).is_err() {
             return self.lost();
         }
         if role.is_operator()
             && self
                 .conn
-                .emit(event::GET_CONNECTED_OPERATORS, &(), None)
-                .await
+                .sender()
+                .send(&wire::packet::bare_event(
+                    event::GET_CONNECTED_OPERATORS,
+                    None,
+                ))
                 .is_err()
         {
             return self.lost();
@@ -307,7 +315,7 @@ impl Bot<'_> {
                     match now {
                         Phase::Checking if self.spec.checks_list => {
                             self.shared.record(Record::ListRequested { socket: self.key });
-                            let _ = self.conn.emit(event::GET_CONNECTED_OPERATORS, &(), None).await;
+                            let _ = self.conn.sender().send(&wire::packet::bare_event(event::GET_CONNECTED_OPERATORS, None));
                         }
                         Phase::Closing => return self.close().await,
                         _ => {}
@@ -364,11 +372,11 @@ impl Bot<'_> {
                         to: to.clone(),
                         is_typing: true,
                     };
-                    self.conn.emit(event::OPERATOR_TYPING, &t, None).await
+                    self.conn.emit(event::OPERATOR_TYPING, &t, None)
                 }
                 None => {
                     let t = ClientTypingRequest { is_typing: true };
-                    self.conn.emit(event::CLIENT_TYPING, &t, None).await
+                    self.conn.emit(event::CLIENT_TYPING, &t, None)
                 }
             };
         }
@@ -399,7 +407,7 @@ impl Bot<'_> {
             predicted,
         });
         self.shared.live.sent.fetch_add(1, Ordering::Relaxed);
-        let _ = self.conn.emit(event_name, &body, Some(id)).await;
+        let _ = self.conn.emit(event_name, &body, Some(id));
     }
 
     fn on_event(&mut self, frame: &str, phase: &watch::Receiver<Phase>) {
@@ -471,7 +479,8 @@ impl Bot<'_> {
             socket: self.key,
             at: std::time::Instant::now(),
         });
-        let _ = self.conn.send_raw("41".to_owned()).await;
+        let _ = self.conn.sender().send("41");
+        self.conn.sender().close();
         self.closed(false);
     }
 

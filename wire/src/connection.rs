@@ -1,0 +1,373 @@
+//! One Socket.IO connection: the Engine.IO handshake on either transport, the namespace
+//! connect, the upgrade from long-polling to WebSocket, and what the server sends.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tungstenite::Utf8Bytes;
+
+use crate::WireError;
+use crate::endpoint::Endpoint;
+use crate::packet::{self, Open, clip};
+use crate::polling::{self, Handshake, Session};
+use crate::ws::{self, Outbox, Reader};
+
+/// How long connecting (TCP, HTTP, Engine.IO open, namespace connect) may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long an upgrade to WebSocket may take.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a connection carries its packets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// WebSocket from the first request (`transports: ["websocket"]` in socket.io-client).
+    #[default]
+    Websocket,
+    /// HTTP long-polling only (`transports: ["polling"]`).
+    Polling,
+    /// Long-polling first, then upgraded to WebSocket when [`Connection::upgrade`] is called,
+    /// as socket.io-client does by default.
+    Upgrade,
+}
+
+impl Transport {
+    /// The name in scenarios and results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Websocket => "websocket",
+            Transport::Polling => "polling",
+            Transport::Upgrade => "upgrade",
+        }
+    }
+}
+
+/// How to connect.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Transport to start with.
+    pub transport: Transport,
+    /// The namespace connect's `auth` object, as JSON text (e.g. `{"token":"..."}`).
+    pub auth: Option<String>,
+    /// Local address to connect from (spread sources over 127.0.0.x past ~15,000 sockets).
+    pub source: Option<IpAddr>,
+    /// `Origin` header, as a browser would send it.
+    pub origin: Option<String>,
+}
+
+/// Something the server sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// `42["name", data]`: the whole packet text.
+    Event(Utf8Bytes),
+    /// `43<id>[data]`: the ack id and the whole packet text.
+    Ack(u64, Utf8Bytes),
+    /// `41` (or `44` after connecting): the server disconnected the namespace.
+    Disconnect,
+}
+
+enum Link {
+    Ws { reader: Reader, outbox: Arc<Outbox> },
+    Polling(Session),
+}
+
+/// One Socket.IO connection. Reading belongs to its owner; writing goes through
+/// [`Sender`]s, which any thread may hold.
+pub struct Connection {
+    /// Socket id the server assigned (the namespace connect answer's `sid`).
+    pub sid: String,
+    open: Open,
+    endpoint: Endpoint,
+    options: Options,
+    link: Link,
+    /// Packets that arrived on the old transport during an upgrade.
+    pending: VecDeque<Utf8Bytes>,
+}
+
+impl Connection {
+    /// Connects and waits for the namespace's connect answer.
+    ///
+    /// # Errors
+    /// [`WireError`]: I/O, an HTTP refusal, a `44` refusal, or [`HANDSHAKE_TIMEOUT`].
+    pub async fn connect(endpoint: &Endpoint, options: Options) -> Result<Self, WireError> {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(endpoint, options))
+            .await
+            .map_err(|_| WireError::Timeout)?
+    }
+
+    async fn handshake(endpoint: &Endpoint, options: Options) -> Result<Self, WireError> {
+        let connect = match &options.auth {
+            Some(a) => format!("40{a}"),
+            None => "40".to_owned(),
+        };
+        match options.transport {
+            Transport::Websocket => {
+                let tcp = ws::tcp(endpoint, options.source).await?;
+                let target = endpoint.target("EIO=4&transport=websocket");
+                let (mut reader, outbox) =
+                    ws::open(tcp, endpoint, &target, options.origin.as_deref()).await?;
+                let open = Open::parse(reader.next_text(&outbox).await?.as_str())
+                    .map_err(WireError::Protocol)?;
+                outbox.send_texts(&[&connect])?;
+                let sid = loop {
+                    let text = reader.next_text(&outbox).await?;
+                    if text.as_str() == "2" {
+                        outbox.send_texts(&["3"])?;
+                    } else if let Some(sid) = namespace_answer(text.as_str())? {
+                        break sid;
+                    }
+                };
+                Ok(Self {
+                    sid,
+                    open,
+                    endpoint: endpoint.clone(),
+                    options,
+                    link: Link::Ws { reader, outbox },
+                    pending: VecDeque::new(),
+                })
+            }
+            Transport::Polling | Transport::Upgrade => {
+                let mut hs =
+                    Handshake::open(endpoint, options.source, options.origin.as_deref()).await?;
+                hs.post(&connect).await?;
+                let mut pending = VecDeque::new();
+                let mut sid = None;
+                while sid.is_none() {
+                    for p in hs.poll().await? {
+                        match p.as_str() {
+                            "2" => hs.post("3").await?,
+                            s if sid.is_none() => sid = namespace_answer(s)?,
+                            _ => pending.push_back(p),
+                        }
+                    }
+                }
+                let open = hs.open.clone();
+                Ok(Self {
+                    sid: sid.unwrap_or_default(),
+                    open,
+                    endpoint: endpoint.clone(),
+                    options,
+                    link: Link::Polling(hs.start()),
+                    pending,
+                })
+            }
+        }
+    }
+
+    /// Moves a long-polling connection to WebSocket (Engine.IO's probe, then upgrade);
+    /// nothing is lost or reordered on the way. A no-op on WebSocket.
+    ///
+    /// [`Sender`]s taken before fail afterwards: take a new one.
+    ///
+    /// # Errors
+    /// [`WireError`] when the server refuses or does not answer in time; the connection
+    /// is then unusable.
+    pub async fn upgrade(&mut self) -> Result<(), WireError> {
+        if matches!(self.link, Link::Ws { .. }) {
+            return Ok(());
+        }
+        if !self.open.upgrades.iter().any(|u| u == "websocket") {
+            return Err(WireError::Protocol(
+                "the server offers no upgrade to websocket".into(),
+            ));
+        }
+        tokio::time::timeout(UPGRADE_TIMEOUT, self.probe_and_switch())
+            .await
+            .map_err(|_| WireError::Timeout)?
+    }
+
+    async fn probe_and_switch(&mut self) -> Result<(), WireError> {
+        let Link::Polling(session) = &self.link else {
+            return Ok(());
+        };
+        session.start_upgrade();
+        let tcp = ws::tcp(&self.endpoint, self.options.source).await?;
+        let target = self
+            .endpoint
+            .target(&format!("EIO=4&transport=websocket&sid={}", self.open.sid));
+        let (mut reader, outbox) =
+            ws::open(tcp, &self.endpoint, &target, self.options.origin.as_deref()).await?;
+        outbox.send_texts(&["2probe"])?;
+        let answer = reader.next_text(&outbox).await?;
+        if answer.as_str() != "3probe" {
+            return Err(WireError::Protocol(format!(
+                "expected 3probe, got {:?}",
+                clip(answer.as_str())
+            )));
+        }
+        let old = std::mem::replace(&mut self.link, Link::Ws { reader, outbox });
+        if let Link::Polling(session) = old {
+            self.pending.extend(session.finish().await?);
+        }
+        if let Link::Ws { outbox, .. } = &self.link {
+            outbox.send_texts(&["5"])?;
+        }
+        Ok(())
+    }
+
+    /// The transport packets travel on now.
+    pub fn transport(&self) -> Transport {
+        match self.link {
+            Link::Ws { .. } => Transport::Websocket,
+            Link::Polling(_) => Transport::Polling,
+        }
+    }
+
+    /// A handle to write packets with, from any thread.
+    pub fn sender(&self) -> Sender {
+        Sender(match &self.link {
+            Link::Ws { outbox, .. } => Out::Ws(outbox.clone()),
+            Link::Polling(s) => Out::Polling(s.out.clone()),
+        })
+    }
+
+    /// Sends an event (see [`Sender::emit`]).
+    ///
+    /// # Errors
+    /// As [`Sender::emit`].
+    pub fn emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+        ack: Option<u64>,
+    ) -> Result<(), WireError> {
+        self.sender().emit(event, data, ack)
+    }
+
+    /// The next event, ack or disconnect; Engine.IO pings are answered on the way.
+    ///
+    /// # Errors
+    /// [`WireError::Closed`] when the connection ends, or what broke it.
+    pub async fn next(&mut self) -> Result<Incoming, WireError> {
+        loop {
+            let text = match self.pending.pop_front() {
+                Some(t) => t,
+                None => self.next_text().await?,
+            };
+            let s = text.as_str();
+            match s.as_bytes() {
+                [b'2', ..] => {
+                    let _ = self.sender().send(&format!("3{}", &s[1..]));
+                }
+                [b'4', b'2', ..] => return Ok(Incoming::Event(text)),
+                [b'4', b'3', ..] => {
+                    if let Some(id) = packet::ack_id(s) {
+                        return Ok(Incoming::Ack(id, text));
+                    }
+                }
+                [b'4', b'1', ..] | [b'4', b'4', ..] => return Ok(Incoming::Disconnect),
+                [b'1', ..] => return Err(WireError::Closed),
+                _ => {}
+            }
+        }
+    }
+
+    async fn next_text(&mut self) -> Result<Utf8Bytes, WireError> {
+        match &mut self.link {
+            Link::Ws { reader, outbox } => reader.next_text(outbox).await,
+            Link::Polling(s) => s.packets.recv().await.unwrap_or(Err(WireError::Closed)),
+        }
+    }
+
+    /// Leaves the namespace (`41`) and closes the transport (a WebSocket close frame, or
+    /// Engine.IO's close packet over long-polling).
+    pub async fn close(self) {
+        match self.link {
+            Link::Ws { outbox, .. } => {
+                let _ = outbox.send_texts(&["41"]);
+                outbox.close();
+            }
+            Link::Polling(s) => s.close(&["41", "1"]).await,
+        }
+    }
+}
+
+/// The socket id of a namespace connect answer; `None` for other packets.
+fn namespace_answer(text: &str) -> Result<Option<String>, WireError> {
+    if let Some(body) = text.strip_prefix("40") {
+        return packet::connect_answer(body)
+            .map(Some)
+            .map_err(WireError::Protocol);
+    }
+    if let Some(body) = text.strip_prefix("44") {
+        return Err(WireError::Refused(clip(body).to_owned()));
+    }
+    Ok(None)
+}
+
+#[derive(Clone)]
+enum Out {
+    Ws(Arc<Outbox>),
+    Polling(tokio::sync::mpsc::UnboundedSender<Bytes>),
+}
+
+/// Writes packets of one connection. Cheap to clone, usable from any thread, never blocks:
+/// over WebSocket the packets leave in one `write(2)` (or are queued when the kernel's
+/// buffer is full); over long-polling they are handed to the `POST` loop.
+#[derive(Clone)]
+pub struct Sender(Out);
+
+impl Sender {
+    /// Sends one raw Engine.IO packet (e.g. `42["x",1]`, `41`).
+    ///
+    /// # Errors
+    /// [`WireError::Closed`] once the connection is gone, [`WireError::Backlog`] when the
+    /// server stopped reading.
+    pub fn send(&self, packet: &str) -> Result<(), WireError> {
+        self.send_all(&[packet])
+    }
+
+    /// Sends several raw packets together: one write over WebSocket, one payload over
+    /// long-polling.
+    ///
+    /// # Errors
+    /// As [`Sender::send`].
+    pub fn send_all(&self, packets: &[&str]) -> Result<(), WireError> {
+        match &self.0 {
+            Out::Ws(outbox) => outbox.send_texts(packets),
+            Out::Polling(tx) => tx
+                .send(polling::join(packets))
+                .map_err(|_| WireError::Closed),
+        }
+    }
+
+    /// Sends `42["event", data]`, asking for ack `ack` when given.
+    ///
+    /// # Errors
+    /// As [`Sender::send`], or a protocol error when `data` does not serialize.
+    pub fn emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+        ack: Option<u64>,
+    ) -> Result<(), WireError> {
+        let text =
+            packet::event(event, data, ack).map_err(|e| WireError::Protocol(e.to_string()))?;
+        self.send(&text)
+    }
+
+    /// Closes the transport without leaving the namespace first: a WebSocket close frame,
+    /// or Engine.IO's close packet over long-polling.
+    pub fn close(&self) {
+        match &self.0 {
+            Out::Ws(outbox) => outbox.close(),
+            Out::Polling(tx) => {
+                let _ = tx.send(Bytes::from_static(b"1"));
+            }
+        }
+    }
+
+    /// True when both handles write to the same connection.
+    pub fn same_connection(&self, other: &Sender) -> bool {
+        match (&self.0, &other.0) {
+            (Out::Ws(a), Out::Ws(b)) => Arc::ptr_eq(a, b),
+            (Out::Polling(a), Out::Polling(b)) => a.same_channel(b),
+            _ => false,
+        }
+    }
+}
