@@ -1,8 +1,15 @@
 //! The chat protocol on the wire: every event name, payload and `relayError` code (serde only, no I/O).
 //!
-//! Field names follow `shared/PROTOCOL.md` (camelCase, as the existing frontend speaks).
-//! Inbound payloads ignore unknown fields, so legacy frontends that still send
-//! `operatorId`/`operatorName` keep working: the relay stamps identity from the token.
+//! Field names follow `docs/PROTOCOL.md` (camelCase, as the existing frontend speaks).
+//! The relay ignores the `operatorId`/`operatorName` the frontend puts in every
+//! `operatorMessage`: it stamps identity from the token.
+//!
+//! Server → client payloads borrow their text (`Cow<'a, str>`): the relay builds them from
+//! strings it already holds, and the simulator reads them without copying. The additions
+//! (`messageId`, `timestamp`) default to empty when a backend without them sends an event,
+//! so the same types read the guide's servers too.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -117,12 +124,19 @@ pub struct MessageBody {
 
 /// `operatorMessage` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OperatorMessage {
     /// The visitor's socket id (`clientId` from `newChat`).
     pub to: String,
     /// The message itself.
     #[serde(flatten)]
     pub body: MessageBody,
+    /// The sender's id as the frontend claims it (ignored: the token's `sub` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_id: Option<u64>,
+    /// The sender's name as the frontend claims it (ignored: the token's `name` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_name: Option<String>,
 }
 
 /// `operatorTyping` payload sent by an operator.
@@ -146,118 +160,135 @@ pub struct ClientTypingRequest {
 /// `incomingOperatorMessage`, to the addressed visitor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct IncomingOperatorMessage {
+pub struct IncomingOperatorMessage<'a> {
     /// The sending operator socket's id.
-    pub from: String,
+    #[serde(borrow)]
+    pub from: Cow<'a, str>,
     /// Text or image.
     #[serde(rename = "type")]
     pub kind: MessageKind,
     /// Sanitized text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Cow<'a, str>>,
     /// Image data.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Cow<'a, str>>,
     /// Image file name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
     /// Image MIME type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
-    /// Relay-assigned unique id.
-    pub message_id: String,
-    /// ISO-8601 relay time.
-    pub timestamp: String,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<Cow<'a, str>>,
+    /// Relay-assigned unique id (**ADD**).
+    #[serde(default, borrow)]
+    pub message_id: Cow<'a, str>,
+    /// ISO-8601 relay time (**ADD**).
+    #[serde(default, borrow)]
+    pub timestamp: Cow<'a, str>,
 }
 
 /// `operatorMessageBroadcast`, to every other operator socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct OperatorMessageBroadcast {
+pub struct OperatorMessageBroadcast<'a> {
     /// The visitor the message went to.
-    pub client_id: String,
+    #[serde(borrow)]
+    pub client_id: Cow<'a, str>,
     /// Sender, from its token.
     pub operator_id: u64,
     /// Sender's name, from its token.
-    pub operator_name: String,
+    #[serde(borrow)]
+    pub operator_name: Cow<'a, str>,
     /// The message as the supervising frontend shows it.
-    pub message: BroadcastMessage,
+    #[serde(borrow)]
+    pub message: BroadcastMessage<'a>,
 }
 
 /// The `message` object inside `operatorMessageBroadcast`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct BroadcastMessage {
+pub struct BroadcastMessage<'a> {
     /// Always `"operator"`.
-    pub from: String,
+    #[serde(default, borrow)]
+    pub from: Cow<'a, str>,
     /// Sanitized text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub text: Option<Cow<'a, str>>,
     /// Image data.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Cow<'a, str>>,
     /// Image MIME type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<Cow<'a, str>>,
     /// Image file name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
     /// ISO-8601 relay time.
-    pub timestamp: String,
+    #[serde(default, borrow)]
+    pub timestamp: Cow<'a, str>,
     /// Sender, from its token.
+    #[serde(default)]
     pub operator_id: u64,
     /// Sender's name, from its token.
-    pub operator_name: String,
-    /// Relay-assigned unique id.
-    pub message_id: String,
+    #[serde(default, borrow)]
+    pub operator_name: Cow<'a, str>,
+    /// Relay-assigned unique id (**ADD**).
+    #[serde(default, borrow)]
+    pub message_id: Cow<'a, str>,
 }
 
 /// `incomingMessage`, a visitor's message to the operators.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct IncomingMessage {
+pub struct IncomingMessage<'a> {
     /// The visitor's socket id.
-    pub from: String,
+    #[serde(borrow)]
+    pub from: Cow<'a, str>,
     /// Text or image.
     #[serde(rename = "type")]
     pub kind: MessageKind,
     /// Sanitized text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub message: Option<Cow<'a, str>>,
     /// Image data.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Cow<'a, str>>,
     /// Image file name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Cow<'a, str>>,
     /// Image MIME type.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mime_type: Option<String>,
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<Cow<'a, str>>,
     /// Decoded image size in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
-    /// Relay-assigned unique id.
-    pub message_id: String,
-    /// ISO-8601 relay time.
-    pub timestamp: String,
+    /// Relay-assigned unique id (**ADD**).
+    #[serde(default, borrow)]
+    pub message_id: Cow<'a, str>,
+    /// ISO-8601 relay time (**ADD**).
+    #[serde(default, borrow)]
+    pub timestamp: Cow<'a, str>,
 }
 
 /// `newChat`, a visitor joined.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct NewChat {
+pub struct NewChat<'a> {
     /// The visitor's socket id, the `to` of later operator messages.
-    pub client_id: String,
+    #[serde(borrow)]
+    pub client_id: Cow<'a, str>,
     /// Sanitized visitor name.
-    pub username: String,
+    #[serde(borrow)]
+    pub username: Cow<'a, str>,
 }
 
 /// `chatEnded`, a visitor left.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ChatEnded {
+pub struct ChatEnded<'a> {
     /// The visitor's socket id.
-    pub client_id: String,
+    #[serde(borrow)]
+    pub client_id: Cow<'a, str>,
 }
 
 /// `operatorConnected` / `operatorDisconnected`, and each entry of `connectedOperatorsList`.
@@ -273,9 +304,10 @@ pub struct OperatorInfo {
 /// `clientTyping` as the operators receive it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ClientTyping {
+pub struct ClientTyping<'a> {
     /// The visitor's socket id.
-    pub from: String,
+    #[serde(borrow)]
+    pub from: Cow<'a, str>,
     /// Typing or stopped.
     pub is_typing: bool,
 }
@@ -297,7 +329,8 @@ pub const RATE_LIMIT_MESSAGE: &str = "Too many messages";
 pub struct RateLimitExceeded {
     /// Always [`RATE_LIMIT_MESSAGE`].
     pub message: String,
-    /// How long until the next message would be accepted.
+    /// How long until the next message would be accepted (**ADD**: 0 when absent).
+    #[serde(default)]
     pub retry_after_ms: u64,
 }
 
@@ -419,6 +452,30 @@ mod tests {
         assert_eq!(v["operatorName"], "Ann");
         assert_eq!(v["message"]["messageId"], "m");
         assert!(v["message"].get("image").is_none());
+    }
+
+    #[test]
+    fn guide_server_payloads_read_without_the_additions() {
+        // what the guide's example server sends: no messageId, no timestamp
+        let raw = r#"{"clientId":"c","operatorId":3,"operatorName":"Ann","message":{"from":"operator","text":"hi","operatorId":3,"operatorName":"Ann"}}"#;
+        let b: OperatorMessageBroadcast = serde_json::from_str(raw).expect("reads");
+        assert_eq!(b.message.text.as_deref(), Some("hi"));
+        assert!(b.message.message_id.is_empty());
+        assert!(
+            matches!(b.client_id, Cow::Borrowed("c")),
+            "text is borrowed, not copied"
+        );
+        let raw = r#"{"from":"v","type":"text","message":"yo"}"#;
+        let m: IncomingMessage = serde_json::from_str(raw).expect("reads");
+        assert_eq!(m.message.as_deref(), Some("yo"));
+        // but the guide's required fields stay required
+        assert!(serde_json::from_str::<IncomingMessage>(r#"{"type":"text"}"#).is_err());
+        assert!(
+            serde_json::from_str::<OperatorMessageBroadcast>(
+                r#"{"clientId":"c","operatorId":"3","operatorName":"A","message":{}}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]

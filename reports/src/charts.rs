@@ -30,8 +30,31 @@ const W: f64 = 760.0;
 const H: f64 = 300.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
-const TOP: f64 = 56.0;
 const BOTTOM: f64 = 44.0;
+/// Baseline of the title.
+const TITLE_Y: f64 = 20.0;
+/// Baseline of the first legend row: clear of the title's descenders.
+const LEGEND_Y: f64 = 42.0;
+/// Height of one legend row.
+const LEGEND_ROW: f64 = 16.0;
+
+/// Where each series' legend entry goes: (x, baseline y), wrapping rows at the right edge;
+/// and the top of the plot area, below the last row.
+fn legend_layout(series: &[Series]) -> (Vec<(f64, f64)>, f64) {
+    let mut x = LEFT;
+    let mut y = LEGEND_Y;
+    let mut at = Vec::with_capacity(series.len());
+    for s in series {
+        let width = 24.0 + 7.0 * s.name.chars().count() as f64;
+        if x + width > W - RIGHT && x > LEFT {
+            x = LEFT;
+            y += LEGEND_ROW;
+        }
+        at.push((x, y));
+        x += width;
+    }
+    (at, y + 14.0)
+}
 
 fn x_of(axis: XAxis, x: f64) -> f64 {
     match axis {
@@ -66,8 +89,9 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
         XAxis::Percentile => 0.0,
     };
     let y_max = nice_ceiling(all.iter().map(|p| p.1).fold(0.0, f64::max));
+    let (legend, top) = legend_layout(series);
     let px = |x: f64| LEFT + (x - x_min) / (x_max - x_min) * (W - LEFT - RIGHT);
-    let py = |y: f64| H - BOTTOM - y / y_max * (H - TOP - BOTTOM);
+    let py = |y: f64| H - BOTTOM - y / y_max * (H - top - BOTTOM);
 
     let mut svg = String::with_capacity(4096);
     let _ = write!(
@@ -81,7 +105,7 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
     );
     let _ = write!(
         svg,
-        r#"<text x="{LEFT}" y="18" class="title">{}</text>"#,
+        r#"<text x="{LEFT}" y="{TITLE_Y}" class="title">{}</text>"#,
         escape(title)
     );
     // y grid and ticks
@@ -125,7 +149,7 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
             svg,
             r##"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="#eee"/><text x="{0:.1}" y="{3:.1}" class="tick" text-anchor="middle">{4}</text>"##,
             px(x),
-            TOP,
+            top,
             H - BOTTOM,
             H - BOTTOM + 16.0,
             escape(&label)
@@ -134,34 +158,33 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
     let _ = write!(
         svg,
         r#"<text x="14" y="{:.1}" class="axis" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
-        (TOP + H - BOTTOM) / 2.0,
-        (TOP + H - BOTTOM) / 2.0,
+        (top + H - BOTTOM) / 2.0,
+        (top + H - BOTTOM) / 2.0,
         escape(y_label)
     );
-    // lines and legend
-    // legend on its own row under the title, wrapping when it runs out of width
-    let mut legend_x = LEFT;
-    let mut legend_y = 28.0;
-    for (i, s) in series.iter().enumerate() {
+    // lines, and the legend in rows between the title and the plot
+    for (i, (s, &(legend_x, legend_y))) in series.iter().zip(&legend).enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let pts: Vec<String> = s
-            .points
-            .iter()
-            .map(|&(x, y)| (x_of(axis, x), y))
-            .filter(|(x, y)| x.is_finite() && y.is_finite())
-            .map(|(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-            .collect();
-        if !pts.is_empty() {
+        for run in runs(axis, &s.points) {
+            if let [(x, y)] = run.as_slice() {
+                // a lone second: a dot, not a line to the next sample far away
+                let _ = write!(
+                    svg,
+                    r#"<circle class="series" cx="{:.1}" cy="{:.1}" r="2.5" fill="{color}"/>"#,
+                    px(*x),
+                    py(*y)
+                );
+                continue;
+            }
+            let pts: Vec<String> = run
+                .iter()
+                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
+                .collect();
             let _ = write!(
                 svg,
                 r#"<polyline class="series" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
                 pts.join(" ")
             );
-        }
-        let width = 24.0 + 7.0 * s.name.len() as f64;
-        if legend_x + width > W - RIGHT {
-            legend_x = LEFT;
-            legend_y += 14.0;
         }
         let _ = write!(
             svg,
@@ -170,7 +193,6 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
             legend_x + 14.0,
             escape(&s.name)
         );
-        legend_x += width;
     }
     if all.is_empty() {
         let _ = write!(
@@ -182,6 +204,26 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// A series' drawable points in axis units, split where seconds are missing: a path with
+/// no sample for a while shows a gap, not a straight line across it.
+fn runs(axis: XAxis, points: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut last: Option<f64> = None;
+    for &(x, y) in points {
+        let (x, y) = (x_of(axis, x), y);
+        if !(x.is_finite() && y.is_finite()) {
+            continue;
+        }
+        let gap = axis == XAxis::Seconds && last.is_some_and(|l| x - l > 1.0 + 1e-9);
+        match out.last_mut() {
+            Some(run) if !gap => run.push((x, y)),
+            _ => out.push(vec![(x, y)]),
+        }
+        last = Some(x);
+    }
+    out
 }
 
 /// 1, 2 or 5 times a power of ten, at least `v`.
@@ -232,6 +274,23 @@ mod tests {
     }
 
     #[test]
+    fn missing_seconds_break_the_line() {
+        let s = vec![Series {
+            name: "presence".into(),
+            points: vec![
+                (1.0, 2.0),
+                (2.0, 3.0),
+                (9.0, 30.0),
+                (10.0, 31.0),
+                (15.0, 1.0),
+            ],
+        }];
+        let svg = line_chart("c4", "T", "ms", XAxis::Seconds, &s);
+        assert_eq!(svg.matches("<polyline").count(), 2, "1–2 s and 9–10 s");
+        assert_eq!(svg.matches("<circle").count(), 1, "15 s alone");
+    }
+
+    #[test]
     fn percentile_axis_labels_nines() {
         let s = vec![Series {
             name: "p".into(),
@@ -241,6 +300,25 @@ mod tests {
         for label in ["0%", "90%", "99%", "99.9%"] {
             assert!(svg.contains(&format!(">{label}<")), "{label}");
         }
+    }
+
+    #[test]
+    fn legend_rows_sit_between_title_and_plot() {
+        let many: Vec<Series> = (0..12)
+            .map(|i| Series {
+                name: format!("client_to_operators_{i}"),
+                points: vec![(1.0, 1.0)],
+            })
+            .collect();
+        let (at, top) = legend_layout(&many);
+        assert!(
+            at.iter().all(|&(_, y)| y - 10.0 > TITLE_Y + 4.0),
+            "below the title"
+        );
+        assert!(at.iter().all(|&(x, _)| x < W - RIGHT), "inside the width");
+        let last_row = at.iter().map(|p| p.1).fold(0.0, f64::max);
+        assert!(last_row > LEGEND_Y, "wrapped onto more rows");
+        assert!(top > last_row, "the plot starts below the last row");
     }
 
     #[test]

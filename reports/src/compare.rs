@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::charts::escape;
-use crate::model::RunResult;
+use crate::model::{Counter, RunResult, Violation};
 
 /// Which way is better for a figure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +94,8 @@ pub fn compare(base: &RunResult, new: &RunResult, max_regression: f64) -> Compar
     }
     // a sharded run's deliveries between shards are `foreign`: they count as throughput
     let rate = |r: &RunResult| {
-        let got = |k: &str| r.counters.get(k).copied().unwrap_or(0) as f64;
-        (got("delivered") + got("foreign")) / r.scenario.duration_s.max(1e-9)
+        let got = |k: Counter| r.counters.get(k.name()).copied().unwrap_or(0) as f64;
+        (got(Counter::Delivered) + got(Counter::Foreign)) / r.scenario.duration_s.max(1e-9)
     };
     push(
         "deliveries_per_second".into(),
@@ -104,9 +104,20 @@ pub fn compare(base: &RunResult, new: &RunResult, max_regression: f64) -> Compar
         Better::Higher,
         false,
     );
-    let classes = ["violations", "connect.failed", "generator.late"]
-        .into_iter()
-        .chain(crate::model::VIOLATION_CLASSES.iter().map(|(c, _)| *c));
+    for stat in ["p99_ms", "max_ms"] {
+        let name = format!("send_lag.{stat}");
+        if let (Some(b), Some(n)) = (base.metric(&name), new.metric(&name)) {
+            push(name, b, n, Better::Lower, false);
+        }
+    }
+    let classes = [
+        Counter::Violations,
+        Counter::ConnectFailed,
+        Counter::GeneratorLate,
+    ]
+    .into_iter()
+    .map(Counter::name)
+    .chain(Violation::ALL.iter().map(|v| v.name()));
     for class in classes {
         let get = |r: &RunResult| r.counters.get(class).copied().unwrap_or(0) as f64;
         push(class.into(), get(base), get(new), Better::Lower, true);

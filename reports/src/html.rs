@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::charts::{Series, XAxis, escape, line_chart};
 use crate::hdr;
-use crate::model::{LatencySummary, RunResult, VIOLATION_CLASSES};
+use crate::model::{Counter, LatencySummary, RunResult, Violation};
 
 const STYLE: &str = r#"
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;margin:0;background:#f6f7f9}
@@ -17,7 +17,7 @@ table{border-collapse:collapse;width:100%;background:#fff;margin:6px 0}
 th,td{padding:4px 8px;border-bottom:1px solid #e4e4e4;text-align:right;font-variant-numeric:tabular-nums}
 th:first-child,td:first-child{text-align:left}
 tr.bad td{background:#fde7e6}.ok{color:#1b7f3b}.no{color:#b3261e;font-weight:700}
-.scroll{overflow-x:auto}.note{color:#b3261e;font-weight:600}
+.scroll{overflow-x:auto}.note{color:#b3261e;font-weight:600}.note-default{color:#777;font-size:12px}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:8px}
 .card{background:#fff;padding:8px 12px;border:1px solid #e4e4e4;border-radius:4px}
 .chart{width:100%;height:auto;background:#fff;border:1px solid #e4e4e4;margin:6px 0}
@@ -68,6 +68,11 @@ fn thresholds(h: &mut String, r: &RunResult) {
             .value
             .map_or_else(|| "no data".to_owned(), |v| format!("{v}"));
         let op = if t.bound == "min" { "≥" } else { "≤" };
+        let default = if t.implicit {
+            r#" <span class="note-default">(default)</span>"#
+        } else {
+            ""
+        };
         let (cls, mark) = if t.passed {
             ("", r#"<span class="ok">ok</span>"#)
         } else {
@@ -75,7 +80,7 @@ fn thresholds(h: &mut String, r: &RunResult) {
         };
         let _ = write!(
             h,
-            r#"<tr class="{cls}"><td>{}</td><td>{value}</td><td>{op} {}</td><td>{mark}</td></tr>"#,
+            r#"<tr class="{cls}"><td>{}{default}</td><td>{value}</td><td>{op} {}</td><td>{mark}</td></tr>"#,
             escape(&t.metric),
             t.limit
         );
@@ -118,16 +123,17 @@ fn scenario(h: &mut String, r: &RunResult) {
         e.sim_cpu_s.map_or("?".into(), |c| format!("{c:.2}")),
         e.sim_peak_rss_kib.map_or("?".into(), |k| k.to_string()),
     );
-    h.push_str(r#"<table id="groups"><tr><th>bot group</th><th>role</th><th>bots</th><th>tabs</th><th>messages/min each</th></tr>"#);
+    h.push_str(r#"<table id="groups"><tr><th>bot group</th><th>role</th><th>bots</th><th>tabs</th><th>messages/min each</th><th>transport</th></tr>"#);
     for g in &s.groups {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             escape(&g.name),
             escape(&g.role),
             g.count,
             g.tabs,
-            g.messages_per_minute
+            g.messages_per_minute,
+            escape(&g.transport)
         );
     }
     h.push_str("</table>");
@@ -160,7 +166,13 @@ fn latency_table(h: &mut String, r: &RunResult) {
         latency_row(h, "actual send", &p.service);
         h.push_str("</tr>");
     }
+    if let Some(lag) = &r.send_lag {
+        h.push_str(r#"<tr id="send-lag"><td>send lag</td>"#);
+        latency_row(h, "intended → actual send", lag);
+        h.push_str("</tr>");
+    }
     h.push_str("</table></div>");
+    h.push_str("<p>Latency from the intended send time includes the send lag, the generator's own delay in putting a message on the wire; service time starts when it actually left.</p>");
 }
 
 fn charts(h: &mut String, r: &RunResult) {
@@ -182,6 +194,18 @@ fn charts(h: &mut String, r: &RunResult) {
         XAxis::Percentile,
         &distribution,
     ));
+    if let Some(lag) = r.send_lag.as_ref().and_then(|l| hdr::decode(l).ok()) {
+        h.push_str(&line_chart(
+            "chart-send-lag",
+            "Send lag by percentile (intended → actual send)",
+            "ms",
+            XAxis::Percentile,
+            &[Series {
+                name: "send lag".into(),
+                points: hdr::percentile_curve(&lag),
+            }],
+        ));
+    }
     let per_second = |pick: &dyn Fn(&crate::model::SecondLatency) -> f64| -> Vec<Series> {
         r.paths
             .keys()
@@ -218,14 +242,18 @@ fn charts(h: &mut String, r: &RunResult) {
             .collect(),
     };
     h.push_str(&line_chart(
-        "chart-throughput",
-        "Messages sent and deliveries received per second",
-        "per second",
+        "chart-sent",
+        "Messages sent per second",
+        "messages / s",
         XAxis::Seconds,
-        &[
-            column("sent", &|s| s.sent),
-            column("delivered", &|s| s.delivered),
-        ],
+        &[column("sent", &|s| s.sent)],
+    ));
+    h.push_str(&line_chart(
+        "chart-throughput",
+        "Deliveries received per second",
+        "deliveries / s",
+        XAxis::Seconds,
+        &[column("delivered", &|s| s.delivered)],
     ));
     h.push_str(&line_chart(
         "chart-connected",
@@ -248,18 +276,31 @@ fn correctness(h: &mut String, r: &RunResult) {
     let _ = write!(
         h,
         r#"<h2 id="correctness">Correctness</h2><p>{} messages sent, {} deliveries owed, {} received; <b>{}</b> violations.</p><table><tr><th>class</th><th>meaning</th><th>count</th></tr>"#,
-        get("sent"),
-        get("expected_deliveries"),
-        get("delivered"),
-        get("violations")
+        get(Counter::Sent.name()),
+        get(Counter::ExpectedDeliveries.name()),
+        get(Counter::Delivered.name()),
+        get(Counter::Violations.name())
     );
-    let owed = get("expected_deliveries");
+    if let Some(j) = &r.judging {
+        let _ = write!(
+            h,
+            r#"<p id="judging">Judged with tolerances derived from this run: leave grace {:.0} ms, presence grace {:.0} ms, rate-window tolerance {:.0} ms, messages judged {:.0} s after they left (slowest delivery {:.1} ms, slowest presence event {:.1} ms).</p>"#,
+            j.leave_grace_ms,
+            j.presence_grace_ms,
+            j.rate_window_tolerance_ms,
+            j.settle_after_s,
+            j.slowest_message_ms,
+            j.slowest_presence_ms
+        );
+    }
+    let owed = get(Counter::ExpectedDeliveries.name());
     let _ = write!(
         h,
         r#"<tr data-class="delivered"><td>delivered</td><td>owed deliveries that arrived</td><td>{}</td></tr>"#,
-        owed.saturating_sub(get("lost"))
+        owed.saturating_sub(get(Violation::Lost.name()))
     );
-    for (class, meaning) in VIOLATION_CLASSES {
+    for v in Violation::ALL {
+        let (class, meaning) = (v.name(), v.meaning());
         let n = get(class);
         let cls = if n > 0 { "bad" } else { "" };
         let _ = write!(
@@ -289,12 +330,13 @@ fn rate_limit(h: &mut String, r: &RunResult) {
         r#"<h2 id="rate-limit">Rate limit</h2><table><tr><th>counter</th><th>count</th></tr>"#,
     );
     for k in [
-        "rate_limit.rejected",
-        "rate_limit.wrongly_delivered",
-        "rate_limit.wrongly_rejected",
-        "generator.late",
-        "connect.failed",
-        "relay_errors",
+        Counter::RateLimitRejected.name(),
+        Violation::RateLimitWronglyDelivered.name(),
+        Violation::RateLimitWronglyRejected.name(),
+        Counter::GeneratorLate.name(),
+        Counter::SendFailed.name(),
+        Counter::ConnectFailed.name(),
+        Counter::RelayErrors.name(),
     ] {
         let _ = write!(
             h,

@@ -6,6 +6,7 @@
 
 pub mod charts;
 pub mod compare;
+pub mod counters;
 pub mod hdr;
 pub mod html;
 pub mod merge;

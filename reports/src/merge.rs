@@ -91,6 +91,12 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult, MergeError> {
             },
         );
     }
+    let lags: Vec<_> = results.iter().filter_map(|r| r.send_lag.as_ref()).collect();
+    merged.send_lag = if lags.is_empty() {
+        None
+    } else {
+        Some(hdr::merge(&lags)?)
+    };
     let mut seconds: BTreeMap<u32, SecondSample> = BTreeMap::new();
     for r in results {
         for s in &r.timeseries {
@@ -151,9 +157,9 @@ pub(crate) mod tests {
         }
         let summary = hdr::summarize(&h);
         let mut counters = BTreeMap::new();
-        counters.insert("lost".to_owned(), lost);
-        counters.insert("delivered".to_owned(), h.len());
-        counters.insert("violations".to_owned(), lost);
+        counters.insert(Violation::Lost.name().to_owned(), lost);
+        counters.insert(Counter::Delivered.name().to_owned(), h.len());
+        counters.insert(Counter::Violations.name().to_owned(), lost);
         let mut paths = BTreeMap::new();
         paths.insert(
             "fanout".to_owned(),
@@ -191,13 +197,15 @@ pub(crate) mod tests {
                 sim_peak_rss_kib: Some(100),
             },
             counters,
+            send_lag: Some(hdr::summarize(&h)),
             paths,
             thresholds: vec![ThresholdVerdict {
-                metric: "lost".into(),
+                metric: Violation::Lost.name().into(),
                 limit: 0.0,
                 bound: "max".into(),
                 value: Some(lost as f64),
                 passed: lost == 0,
+                implicit: false,
             }],
             timeseries: vec![SecondSample {
                 t: 1,
@@ -208,6 +216,7 @@ pub(crate) mod tests {
                 latency: BTreeMap::new(),
             }],
             examples: BTreeMap::new(),
+            judging: None,
         }
     }
 
@@ -232,6 +241,7 @@ pub(crate) mod tests {
         }
         let p99 = all.value_at_quantile(0.99) as f64 / 1000.0;
         assert_eq!(merged.paths["fanout"].intended.p99_ms, p99);
+        assert_eq!(merged.send_lag.as_ref().map(|l| l.p99_ms), Some(p99));
         assert_eq!(merged.paths["fanout"].intended.count, 5000);
         // thresholds judged again on the merged figures
         assert!(!merged.passed);

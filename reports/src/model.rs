@@ -8,32 +8,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Every violation class, with what it means; `violations` is their sum.
-pub const VIOLATION_CLASSES: [(&str, &str); 14] = [
-    ("lost", "owed but never delivered"),
-    ("duplicated", "delivered twice"),
-    ("leaked", "reached a socket that must not see it"),
-    ("misattributed", "wrong sender or event"),
-    ("echoed", "sent back to its sender"),
-    ("reordered", "overtaken by a later message of its sender"),
-    ("unsanitized", "markup delivered"),
-    (
-        "rate_limit.wrongly_delivered",
-        "delivered over the rate limit",
-    ),
-    ("rate_limit.wrongly_rejected", "refused within budget"),
-    ("presence.missed", "newChat/chatEnded missing"),
-    ("presence.duplicated", "presence announced twice"),
-    (
-        "presence.list_mismatch",
-        "operators list differs from who is online",
-    ),
-    ("malformed", "payload did not parse"),
-    ("disconnected.unexpected", "the backend closed a connection"),
-];
+pub use crate::counters::{Counter, Violation};
 
 /// Version of this schema; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Everything one run produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -53,14 +31,40 @@ pub struct RunResult {
     pub environment: Environment,
     /// Counters by metric name (`sent`, `delivered`, `lost`, `rate_limit.wrongly_delivered`, ...).
     pub counters: BTreeMap<String, u64>,
-    /// Latency per path (`operator_to_client`, `fanout`, `client_to_operators`, `typing`, `connect`).
+    /// Latency per path (`operator_to_client`, `fanout`, `client_to_operators`, `typing`,
+    /// `presence`, `connect`).
     pub paths: BTreeMap<String, PathLatency>,
+    /// How late each send left after its intended instant (the generator's own noise,
+    /// included in every latency from the intended time). Absent in schema 1 results.
+    #[serde(default)]
+    pub send_lag: Option<LatencySummary>,
     /// Every threshold of the scenario with its verdict, failures first.
     pub thresholds: Vec<ThresholdVerdict>,
     /// One entry per second of the run.
     pub timeseries: Vec<SecondSample>,
     /// Up to 20 examples of each violation class.
     pub examples: BTreeMap<String, Vec<ViolationExample>>,
+    /// The tolerances the verdicts were judged with (absent in schema 1 results).
+    #[serde(default)]
+    pub judging: Option<Judging>,
+}
+
+/// The tolerances a run judged with, derived from what it observed of the target's speed:
+/// a slow but correct backend widens them instead of being accused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Judging {
+    /// Slowest message delivery or ack seen, from the actual send, ms.
+    pub slowest_message_ms: f64,
+    /// Slowest presence event seen, from the join or departure that caused it, ms.
+    pub slowest_presence_ms: f64,
+    /// A socket had to stay open this long after a message left to be owed it, ms.
+    pub leave_grace_ms: f64,
+    /// The same for presence events, ms.
+    pub presence_grace_ms: f64,
+    /// How far the rate limit's window edge could sit from the sender's clock, ms.
+    pub rate_window_tolerance_ms: f64,
+    /// Messages were judged this long after they left, s.
+    pub settle_after_s: f64,
 }
 
 /// The scenario as it was run.
@@ -97,6 +101,13 @@ pub struct GroupInfo {
     pub tabs: u32,
     /// Messages per minute per bot.
     pub messages_per_minute: f64,
+    /// `websocket`, `polling` or `upgrade`.
+    #[serde(default = "websocket")]
+    pub transport: String,
+}
+
+fn websocket() -> String {
+    "websocket".to_owned()
 }
 
 /// The backend under test.
@@ -175,6 +186,9 @@ pub struct ThresholdVerdict {
     pub value: Option<f64>,
     /// The bound holds.
     pub passed: bool,
+    /// Not written in the scenario: the default gate (every violation class at 0).
+    #[serde(default)]
+    pub implicit: bool,
 }
 
 /// One second of the run.
@@ -217,8 +231,8 @@ pub struct ViolationExample {
 }
 
 impl RunResult {
-    /// Value of a threshold metric: a counter, or `<path>.<stat>` / `<path>.service.<stat>`.
-    /// `None` for a latency with no sample (it cannot be shown to hold).
+    /// Value of a threshold metric: a counter, `<path>.<stat>`, `<path>.service.<stat>` or
+    /// `send_lag.<stat>`. `None` for a latency with no sample (it cannot be shown to hold).
     pub fn metric(&self, metric: &str) -> Option<f64> {
         if let Some(v) = self.counters.get(metric) {
             return Some(*v as f64);
@@ -226,6 +240,7 @@ impl RunResult {
         let (path, stat) = metric.split_once('.')?;
         let p = self.paths.get(path);
         let (summary, stat) = match stat.strip_prefix("service.") {
+            _ if path == "send_lag" => (self.send_lag.as_ref(), stat),
             Some(s) => (p.map(|p| &p.service), s),
             None => (p.map(|p| &p.intended), stat),
         };

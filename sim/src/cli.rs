@@ -46,6 +46,9 @@ pub enum Command {
         /// Sending phase length, e.g. 30s or 2m (default: the scenario's).
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
+        /// Multiply every group's bot count, e.g. 10 (rounded, at least 1 per group).
+        #[arg(long, value_name = "FACTOR")]
+        scale: Option<f64>,
         /// No live progress display.
         #[arg(long)]
         no_progress: bool,
@@ -75,7 +78,8 @@ pub enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Check scenario files; errors name file, line, column and field.
+    /// Check scenario files and print their effective thresholds (the default gate
+    /// included); errors name file, line, column and field.
     Validate {
         /// Scenario files.
         #[arg(required = true)]

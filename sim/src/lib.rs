@@ -2,11 +2,15 @@
 //! scenarios, checked delivery by delivery, with HDR latency per path.
 
 pub mod bots;
-pub mod checks;
 pub mod cli;
+pub mod commands;
+pub mod ledger;
 pub mod metrics;
+pub mod pacer;
+pub mod phases;
 pub mod progress;
 pub mod record;
 pub mod result;
 pub mod run;
 pub mod scenario;
+pub mod target;

@@ -17,17 +17,21 @@ pub enum Path {
     ClientToOperators,
     /// Typing indicators, both ways.
     Typing,
-    /// Connect and join, from the scheduled arrival to the join confirmed.
+    /// Presence events (`newChat`, `chatEnded`, `operatorConnected`,
+    /// `operatorDisconnected`), from the join or departure that caused them.
+    Presence,
+    /// Connect, from the scheduled arrival to the namespace's connect answer.
     Connect,
 }
 
 impl Path {
     /// Every path.
-    pub const ALL: [Path; 5] = [
+    pub const ALL: [Path; 6] = [
         Path::OperatorToClient,
         Path::Fanout,
         Path::ClientToOperators,
         Path::Typing,
+        Path::Presence,
         Path::Connect,
     ];
 
@@ -38,63 +42,31 @@ impl Path {
             Path::Fanout => "fanout",
             Path::ClientToOperators => "client_to_operators",
             Path::Typing => "typing",
+            Path::Presence => "presence",
             Path::Connect => "connect",
         }
     }
 }
 
-/// Counters a run reports; every one may carry a threshold.
-pub const COUNTERS: &[&str] = &[
-    "sent",
-    "delivered",
-    "expected_deliveries",
-    "violations",
-    "lost",
-    "duplicated",
-    "leaked",
-    "misattributed",
-    "echoed",
-    "reordered",
-    "unsanitized",
-    "rate_limit.rejected",
-    "rate_limit.wrongly_delivered",
-    "rate_limit.wrongly_rejected",
-    "presence.missed",
-    "presence.duplicated",
-    "presence.list_mismatch",
-    "relay_errors",
-    "malformed",
-    "disconnected.unexpected",
-    "connect.failed",
-    "connect.unfinished",
-    "generator.late",
-    "typing.sent",
-    "foreign",
-];
-
-/// Counters that are violations of the protocol (their sum is `violations`).
-pub const VIOLATIONS: [&str; 14] = {
-    let mut names = [""; 14];
-    let mut i = 0;
-    while i < 14 {
-        names[i] = reports::model::VIOLATION_CLASSES[i].0;
-        i += 1;
-    }
-    names
-};
-
 const LATENCY_STATS: &[&str] = &[
     "count", "min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
 ];
 
-/// True when `name` is a counter or `<path>.<stat>` / `<path>.service.<stat>`.
+/// Name of the send-lag histogram in thresholds (`send_lag.p99_ms`).
+pub const SEND_LAG: &str = "send_lag";
+
+/// True when `name` is a counter, `<path>.<stat>`, `<path>.service.<stat>` or
+/// `send_lag.<stat>`.
 pub fn is_known_metric(name: &str) -> bool {
-    if COUNTERS.contains(&name) {
+    if reports::counters::is_counter(name) {
         return true;
     }
     let Some((path, stat)) = name.split_once('.') else {
         return false;
     };
+    if path == SEND_LAG {
+        return LATENCY_STATS.contains(&stat);
+    }
     let stat = stat.strip_prefix("service.").unwrap_or(stat);
     Path::ALL.iter().any(|p| p.name() == path) && LATENCY_STATS.contains(&stat)
 }
@@ -125,10 +97,20 @@ impl Default for PathHistogram {
     }
 }
 
-/// Every path's histograms.
-#[derive(Debug, Clone, Default)]
+/// Every path's histograms, and the send lag's.
+#[derive(Debug, Clone)]
 pub struct PathHistograms {
     paths: BTreeMap<Path, PathHistogram>,
+    lag: Histogram<u64>,
+}
+
+impl Default for PathHistograms {
+    fn default() -> Self {
+        Self {
+            paths: BTreeMap::new(),
+            lag: new_histogram(),
+        }
+    }
 }
 
 impl PathHistograms {
@@ -139,6 +121,16 @@ impl PathHistograms {
         h.intended.saturating_record(i);
         h.service.saturating_record(service_us.clamp(1, MAX_US));
         h.second.saturating_record(i);
+    }
+
+    /// Records how late a send left after its intended instant, in µs.
+    pub fn record_lag(&mut self, lag_us: u64) {
+        self.lag.saturating_record(lag_us.clamp(1, MAX_US));
+    }
+
+    /// The send-lag summary, when anything was sent.
+    pub fn lag_summary(&self) -> Option<reports::model::LatencySummary> {
+        (!self.lag.is_empty()).then(|| summarize(&self.lag))
     }
 
     /// p99 of `path` over the whole run so far, ms.
@@ -202,7 +194,14 @@ mod tests {
         ] {
             assert!(is_known_metric(m), "{m}");
         }
-        for m in ["lots", "fanout.p98_ms", "nowhere.p99_ms", "fanout"] {
+        assert!(is_known_metric("send_lag.p99_ms") && is_known_metric("presence.p50_ms"));
+        for m in [
+            "lots",
+            "fanout.p98_ms",
+            "nowhere.p99_ms",
+            "fanout",
+            "send_lag.service.p99_ms",
+        ] {
             assert!(!is_known_metric(m), "{m}");
         }
     }

@@ -8,8 +8,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::bots::Live;
-use crate::checks::Ledger;
+use crate::ledger::Ledger;
 use crate::metrics::Path;
+use reports::model::Counter;
 
 /// Figures the aggregator publishes once a second.
 #[derive(Debug, Default)]
@@ -22,13 +23,14 @@ pub struct Snapshot {
 impl Snapshot {
     /// Copies the ledger's current totals.
     pub fn publish(&self, ledger: &Ledger) {
-        let c = ledger.counters();
-        self.delivered.store(c["delivered"], Ordering::Relaxed);
-        self.violations.store(c["violations"], Ordering::Relaxed);
-        let p99 = ledger
-            .histograms
+        self.delivered
+            .store(ledger.counter(Counter::Delivered), Ordering::Relaxed);
+        self.violations
+            .store(ledger.counter(Counter::Violations), Ordering::Relaxed);
+        let h = ledger.histograms();
+        let p99 = h
             .p99_ms(Path::Fanout)
-            .or_else(|| ledger.histograms.p99_ms(Path::ClientToOperators))
+            .or_else(|| h.p99_ms(Path::ClientToOperators))
             .unwrap_or(0.0);
         self.fanout_p99_us
             .store((p99 * 1000.0) as u64, Ordering::Relaxed);

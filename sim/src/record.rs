@@ -10,17 +10,6 @@ pub type SocketKey = u32;
 /// The simulator's run-unique message id, carried in the text (`#sim<id>#`) or image name.
 pub type MsgId = u64;
 
-/// What the sender expects the backend's rate limit to do with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RatePrediction {
-    /// Within budget: must be delivered.
-    Accept,
-    /// Over budget: must not be delivered.
-    Reject,
-    /// Too close to a window edge to say.
-    Ambiguous,
-}
-
 /// How a message travels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SentKind {
@@ -82,6 +71,8 @@ pub enum Observed {
     NewChat {
         /// `clientId`.
         client: String,
+        /// `username`.
+        username: String,
     },
     /// `chatEnded`.
     ChatEnded {
@@ -116,19 +107,21 @@ pub enum Observed {
         /// `code`.
         code: String,
     },
-    /// A known event whose payload did not parse.
+    /// A known event whose payload did not parse as the protocol says.
     Malformed {
         /// Event name.
         event: String,
+        /// What the parser said.
+        error: String,
     },
     /// Anything else, by name.
     Other(String),
 }
 
-/// A bot's report.
+/// A bot's (or the pacer's) report.
 #[derive(Debug, Clone)]
 pub enum Record {
-    /// Connected and sent `join`.
+    /// Connected; `join` is leaving now.
     Joining {
         /// Connection.
         socket: SocketKey,
@@ -138,15 +131,24 @@ pub enum Record {
         sid: String,
         /// Operator identity, for operator roles.
         operator: Option<(u64, String)>,
-        /// `join` left.
+        /// When `join` left.
         at: Instant,
     },
-    /// The join is known to be processed (an answer to a request sent after it arrived).
+    /// The join is known to be processed (its ack, or an answer to a request sent after it).
     Joined {
         /// Connection.
         socket: SocketKey,
         /// When the answer arrived.
         at: Instant,
+    },
+    /// The backend refused the join (its ack carried an error).
+    JoinRefused {
+        /// Connection.
+        socket: SocketKey,
+        /// When.
+        at: Instant,
+        /// The error code.
+        code: String,
     },
     /// Connecting failed.
     ConnectFailed {
@@ -166,8 +168,10 @@ pub enum Record {
     ListRequested {
         /// Asking socket.
         socket: SocketKey,
+        /// When.
+        at: Instant,
     },
-    /// A message left.
+    /// A message left (written by the pacer at `at`).
     Sent {
         /// Sender.
         socket: SocketKey,
@@ -179,13 +183,20 @@ pub enum Record {
         intended: Instant,
         /// Actual instant.
         at: Instant,
-        /// What the rate limit should do.
-        predicted: RatePrediction,
+    },
+    /// A message could not be written: the connection was gone.
+    SendFailed {
+        /// Sender.
+        socket: SocketKey,
+        /// Its id.
+        msg: MsgId,
     },
     /// A typing event left.
     TypingSent {
         /// Sender.
         socket: SocketKey,
+        /// The visitor an operator's typing goes to.
+        to: Option<String>,
         /// When.
         at: Instant,
     },
@@ -206,15 +217,17 @@ pub enum Record {
         msg: MsgId,
         /// What it said.
         outcome: AckOutcome,
+        /// When.
+        at: Instant,
     },
-    /// The bot is about to close this connection on purpose.
+    /// The bot stops reading this connection and closes it: nothing is owed to it from now.
     Leaving {
         /// Connection.
         socket: SocketKey,
         /// When.
         at: Instant,
     },
-    /// A latency sample measured by the bot itself (connect and join).
+    /// A latency sample measured by the bot itself (connect).
     Latency {
         /// Path.
         path: crate::metrics::Path,
@@ -232,6 +245,9 @@ pub enum Record {
         /// Operator ids listed.
         ids: Vec<u64>,
     },
+    /// A barrier from the run's driver: every record sent before it has been applied once
+    /// the aggregator sees it.
+    Mark(u64),
     /// The connection ended.
     Closed {
         /// Connection.
@@ -241,6 +257,30 @@ pub enum Record {
         /// The bot did not ask for it.
         unexpected: bool,
     },
+}
+
+impl Record {
+    /// The instant the record carries, if any.
+    pub fn instant(&self) -> Option<Instant> {
+        match self {
+            Record::Joining { at, .. }
+            | Record::Joined { at, .. }
+            | Record::JoinRefused { at, .. }
+            | Record::ConnectFailed { at, .. }
+            | Record::ListRequested { at, .. }
+            | Record::Sent { at, .. }
+            | Record::TypingSent { at, .. }
+            | Record::Received { at, .. }
+            | Record::Ack { at, .. }
+            | Record::Leaving { at, .. }
+            | Record::FinalOperatorsList { at, .. }
+            | Record::Closed { at, .. } => Some(*at),
+            Record::ConnectUnfinished { .. }
+            | Record::SendFailed { .. }
+            | Record::Latency { .. }
+            | Record::Mark(_) => None,
+        }
+    }
 }
 
 /// The id inside a text (`#sim<id>#`) or an image name (`sim-<id>.png`).

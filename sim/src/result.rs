@@ -5,25 +5,33 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use reports::model::{
-    Environment, GroupInfo, RunResult, SCHEMA_VERSION, ScenarioInfo, SecondSample, TargetInfo,
-    ThresholdVerdict,
+    Environment, GroupInfo, Judging, RunResult, SCHEMA_VERSION, ScenarioInfo, SecondSample,
+    TargetInfo, ThresholdVerdict,
 };
 
-use crate::checks::Ledger;
+use crate::ledger::Ledger;
 use crate::scenario::{Plan, Target};
+
+/// Where and how a run went, besides what the ledger holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Context {
+    /// Wall-clock start.
+    pub started: SystemTime,
+    /// Wall time of the whole run.
+    pub wall: Duration,
+    /// The target was the in-process relay.
+    pub embedded: bool,
+    /// Ctrl-C cut it short.
+    pub interrupted: bool,
+}
 
 /// The result of a run of `plan` whose ledger is final.
 pub fn build(
     plan: &Plan,
     ledger: &Ledger,
     timeseries: Vec<SecondSample>,
-    started: SystemTime,
-    wall: Duration,
-    embedded: bool,
-    interrupted: bool,
+    cx: Context,
 ) -> RunResult {
-    let counters = ledger.counters();
-    let paths = ledger.histograms.summaries();
     let thresholds: Vec<ThresholdVerdict> = plan
         .thresholds
         .iter()
@@ -33,13 +41,15 @@ pub fn build(
             bound: if t.at_least { "min" } else { "max" }.to_owned(),
             value: None,
             passed: false,
+            implicit: t.implicit,
         })
         .collect();
-
+    let e = ledger.evidence();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut result = RunResult {
         schema_version: SCHEMA_VERSION,
         passed: false,
-        interrupted,
+        interrupted: cx.interrupted,
         scenario: ScenarioInfo {
             name: plan.name.clone(),
             description: plan.description.clone(),
@@ -57,31 +67,41 @@ pub fn build(
                     count: g.count,
                     tabs: g.tabs,
                     messages_per_minute: g.messages_per_minute,
+                    transport: g.transport.as_str().to_owned(),
                 })
                 .collect(),
         },
         target: TargetInfo {
-            kind: if embedded { "embedded" } else { "external" }.to_owned(),
+            kind: if cx.embedded { "embedded" } else { "external" }.to_owned(),
             urls: match &plan.target {
                 Target::External { urls, .. } => urls.clone(),
                 Target::Embedded => Vec::new(),
             },
-            relay_version: embedded.then(|| env!("CARGO_PKG_VERSION").to_owned()),
+            relay_version: cx.embedded.then(|| env!("CARGO_PKG_VERSION").to_owned()),
         },
         environment: Environment {
             sim_version: env!("CARGO_PKG_VERSION").to_owned(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             os: std::env::consts::OS.to_owned(),
-            started_at: humantime::format_rfc3339_seconds(started).to_string(),
-            wall_s: wall.as_secs_f64(),
+            started_at: humantime::format_rfc3339_seconds(cx.started).to_string(),
+            wall_s: cx.wall.as_secs_f64(),
             sim_cpu_s: own_cpu_seconds(),
             sim_peak_rss_kib: own_peak_rss_kib(),
         },
-        counters,
-        paths,
+        counters: ledger.counters(),
+        paths: ledger.histograms().summaries(),
+        send_lag: ledger.histograms().lag_summary(),
         thresholds,
         timeseries,
         examples: ledger.examples(),
+        judging: Some(Judging {
+            slowest_message_ms: ms(e.message),
+            slowest_presence_ms: ms(e.presence),
+            leave_grace_ms: ms(e.leave_grace()),
+            presence_grace_ms: ms(e.presence_grace()),
+            rate_window_tolerance_ms: ms(e.rate_tolerance()),
+            settle_after_s: e.settle_after().as_secs_f64(),
+        }),
     };
     // a run cut short did not run its course: judge() fails it
     result.judge();
@@ -128,10 +148,24 @@ pub fn summary(result: &RunResult) -> String {
             .value
             .map_or_else(|| "no data".to_owned(), |v| format!("{v:.3}"));
         let op = if t.bound == "min" { ">=" } else { "<=" };
+        if t.implicit && t.passed {
+            continue; // the default gate's passing rows: summarized below
+        }
         let _ = writeln!(
             out,
             "{mark} {:<33} {value:>12} {op} {:<12.3}",
             t.metric, t.limit
+        );
+    }
+    let gate = result
+        .thresholds
+        .iter()
+        .filter(|t| t.implicit && t.passed)
+        .count();
+    if gate > 0 {
+        let _ = writeln!(
+            out,
+            "     (and {gate} more bounds of 0 from the default gate, all held)"
         );
     }
     let _ = writeln!(
@@ -145,6 +179,25 @@ pub fn summary(result: &RunResult) -> String {
             out,
             "  {name:<22} {:>9} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
             i.count, i.p50_ms, i.p99_ms, i.p999_ms, i.max_ms
+        );
+    }
+    if let Some(l) = &result.send_lag {
+        let _ = writeln!(
+            out,
+            "  {:<22} {:>9} {:>9.3} {:>9.3} {:>9.3} {:>9.3}   (intended → actual send)",
+            "send lag", l.count, l.p50_ms, l.p99_ms, l.p999_ms, l.max_ms
+        );
+    }
+    if let Some(j) = &result.judging {
+        let _ = writeln!(
+            out,
+            "\n  judged with: leave grace {:.0} ms, presence grace {:.0} ms, rate-window tolerance {:.0} ms, settle {:.0} s (slowest delivery {:.1} ms, slowest presence event {:.1} ms)",
+            j.leave_grace_ms,
+            j.presence_grace_ms,
+            j.rate_window_tolerance_ms,
+            j.settle_after_s,
+            j.slowest_message_ms,
+            j.slowest_presence_ms
         );
     }
     let env = &result.environment;

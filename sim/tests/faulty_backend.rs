@@ -53,10 +53,8 @@ fn write_scenario(dir: &std::path::Path) -> std::path::PathBuf {
 async fn every_violation_class_is_counted_against_a_broken_backend() {
     let (addr, _server) = common::faulty::start().await;
     let dir = common::temp_dir("faulty");
-    let outcome = run(RunOptions {
-        targets: vec![format!("http://{addr}/chat")],
-        ..RunOptions::new(write_scenario(&dir), dir.join("out"))
-    })
+    let outcome = run(RunOptions::new(write_scenario(&dir), dir.join("out"))
+        .against(format!("http://{addr}/chat")))
     .await
     .expect("run happens");
     let c = &outcome.result.counters;

@@ -18,7 +18,7 @@ fn every_scenario_in_the_folder_is_valid() {
     for entry in std::fs::read_dir(&dir).expect("scenarios/") {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|e| e == "toml") {
-            sim::scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            sim::scenario::load(&path, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
             let out = sim(&["validate", &path.display().to_string()]);
             assert!(
                 out.status.success(),
@@ -67,7 +67,7 @@ fn a_bad_scenario_names_file_line_column_and_field_and_exits_2() {
     .expect("write");
     let err = String::from_utf8_lossy(&sim(&["validate", &path.display().to_string()]).stderr)
         .into_owned();
-    assert!(err.contains("bad.toml:6:1: `bots[0].role`"), "{err}");
+    assert!(err.contains("bad.toml:6:8: `bots[0].role`"), "{err}");
 }
 
 #[test]

@@ -77,6 +77,9 @@ fn report_matches_the_result(html: &str, r: &RunResult) {
         "id=\"groups\"",
         "id=\"latency\"",
         "id=\"chart-distribution\"",
+        "id=\"chart-send-lag\"",
+        "id=\"send-lag\"",
+        "id=\"chart-sent\"",
         "id=\"chart-p99-time\"",
         "id=\"chart-p50-time\"",
         "id=\"chart-throughput\"",
@@ -98,18 +101,34 @@ fn report_matches_the_result(html: &str, r: &RunResult) {
             assert!(html.contains(&row), "{name} {label}: {row} not in the page");
         }
     }
+    let lag = r.send_lag.as_ref().expect("the send lag is measured");
+    let row = format!(
+        "<td>intended → actual send</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td>",
+        lag.count, lag.min_ms, lag.p50_ms, lag.p90_ms, lag.p99_ms, lag.p999_ms, lag.max_ms
+    );
+    assert!(html.contains(&row), "send lag row {row}");
+    let j = r.judging.as_ref().expect("the tolerances are reported");
+    assert!(
+        html.contains(&format!("leave grace {:.0} ms", j.leave_grace_ms)),
+        "tolerances in the page"
+    );
     for t in &r.thresholds {
         let value = t
             .value
             .map_or_else(|| "no data".to_owned(), |v| v.to_string());
         let op = if t.bound == "min" { "≥" } else { "≤" };
+        let default = if t.implicit {
+            r#" <span class="note-default">(default)</span>"#
+        } else {
+            ""
+        };
         let row = format!(
-            "<td>{}</td><td>{value}</td><td>{op} {}</td>",
+            "<td>{}{default}</td><td>{value}</td><td>{op} {}</td>",
             t.metric, t.limit
         );
         assert!(html.contains(&row), "threshold row {row}");
     }
-    for (class, _) in reports::model::VIOLATION_CLASSES {
+    for class in reports::model::Violation::ALL.map(|v| v.name()) {
         let start = html
             .find(&format!("data-class=\"{class}\""))
             .unwrap_or_else(|| panic!("no row for {class}"));

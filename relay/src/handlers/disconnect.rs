@@ -29,7 +29,7 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, state: &mut SessionState, reason: Disc
             let _order = presence.transition().await;
             if presence.remove_client(&ctx.sid) {
                 let ended = ChatEnded {
-                    client_id: ctx.sid.clone(),
+                    client_id: ctx.sid.as_str().into(),
                 };
                 ctx.to_room_but_me(OPERATORS_ROOM, event::CHAT_ENDED, &ended)
                     .await;

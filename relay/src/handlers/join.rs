@@ -97,8 +97,8 @@ async fn join_client(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinRequest) 
     let _order = presence.transition().await;
     presence.add_client(&ctx.sid, &username);
     let chat = NewChat {
-        client_id: ctx.sid.clone(),
-        username,
+        client_id: ctx.sid.as_str().into(),
+        username: username.into(),
     };
     ctx.to_room_but_me(OPERATORS_ROOM, event::NEW_CHAT, &chat)
         .await;

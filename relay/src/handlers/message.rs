@@ -1,5 +1,7 @@
 //! `operatorMessage` and `clientMessage`: budget, validation, sanitizing, scoped fan-out.
 
+use std::borrow::Cow;
+
 use crate::auth::OperatorIdentity;
 use crate::handlers::join::OPERATORS_ROOM;
 use crate::handlers::{Ctx, Outcome, Refusal};
@@ -34,33 +36,34 @@ pub(crate) async fn from_operator(
     }
     let message_id = ctx.relay.message_id();
     let timestamp = ctx.relay.timestamp();
+    // both payloads borrow the one validated copy of the content
     let broadcast = OperatorMessageBroadcast {
-        client_id: msg.to.clone(),
+        client_id: Cow::Borrowed(&msg.to),
         operator_id: who.operator_id,
-        operator_name: who.name.clone(),
+        operator_name: Cow::Borrowed(&who.name),
         message: BroadcastMessage {
-            from: "operator".to_owned(),
-            text: content.text.clone(),
-            image: content.image.clone(),
-            mime_type: content.mime_type.clone(),
-            name: content.name.clone(),
-            timestamp: timestamp.clone(),
+            from: Cow::Borrowed("operator"),
+            text: content.text.as_deref().map(Cow::Borrowed),
+            image: content.image.as_deref().map(Cow::Borrowed),
+            mime_type: content.mime_type.as_deref().map(Cow::Borrowed),
+            name: content.name.as_deref().map(Cow::Borrowed),
+            timestamp: Cow::Borrowed(&timestamp),
             operator_id: who.operator_id,
-            operator_name: who.name.clone(),
-            message_id: message_id.clone(),
+            operator_name: Cow::Borrowed(&who.name),
+            message_id: Cow::Borrowed(&message_id),
         },
     };
     let to_client = IncomingOperatorMessage {
-        from: ctx.sid.clone(),
+        from: Cow::Borrowed(&ctx.sid),
         kind: content.kind,
-        message: content.text,
-        image: content.image,
-        name: content.name,
-        mime_type: content.mime_type,
-        message_id: message_id.clone(),
-        timestamp,
+        message: content.text.as_deref().map(Cow::Borrowed),
+        image: content.image.as_deref().map(Cow::Borrowed),
+        name: content.name.as_deref().map(Cow::Borrowed),
+        mime_type: content.mime_type.as_deref().map(Cow::Borrowed),
+        message_id: Cow::Borrowed(&message_id),
+        timestamp: Cow::Borrowed(&timestamp),
     };
-    ctx.to_room(msg.to, event::INCOMING_OPERATOR_MESSAGE, &to_client)
+    ctx.to_room(msg.to.clone(), event::INCOMING_OPERATOR_MESSAGE, &to_client)
         .await;
     ctx.to_room_but_me(
         OPERATORS_ROOM,
@@ -76,15 +79,15 @@ pub(crate) async fn from_client(ctx: &Ctx<'_>, body: MessageBody) -> Outcome {
     let content = validate(ctx, body)?;
     let message_id = ctx.relay.message_id();
     let incoming = IncomingMessage {
-        from: ctx.sid.clone(),
+        from: Cow::Borrowed(&ctx.sid),
         kind: content.kind,
-        message: content.text,
-        image: content.image,
-        name: content.name,
-        mime_type: content.mime_type,
+        message: content.text.map(Cow::Owned),
+        image: content.image.map(Cow::Owned),
+        name: content.name.map(Cow::Owned),
+        mime_type: content.mime_type.map(Cow::Owned),
         size: content.size,
-        message_id: message_id.clone(),
-        timestamp: ctx.relay.timestamp(),
+        message_id: Cow::Borrowed(&message_id),
+        timestamp: Cow::Owned(ctx.relay.timestamp()),
     };
     ctx.to_room_but_me(OPERATORS_ROOM, event::INCOMING_MESSAGE, &incoming)
         .await;

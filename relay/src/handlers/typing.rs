@@ -23,7 +23,7 @@ pub(crate) async fn from_operator(ctx: &Ctx<'_>, req: OperatorTypingRequest) -> 
 
 pub(crate) async fn from_client(ctx: &Ctx<'_>, req: ClientTypingRequest) -> Outcome {
     let typing = ClientTyping {
-        from: ctx.sid.clone(),
+        from: ctx.sid.as_str().into(),
         is_typing: req.is_typing,
     };
     ctx.to_room_but_me(OPERATORS_ROOM, event::CLIENT_TYPING, &typing)

@@ -5,6 +5,8 @@ use fake::faker::lorem::en::Words;
 use fake::faker::name::en::Name;
 use rand::{Rng, RngExt};
 
+use relay::protocol::MessageBody;
+
 use crate::record::{MsgId, tag_text};
 use crate::scenario::Group;
 
@@ -68,6 +70,16 @@ pub fn text(id: MsgId, group: &Group, rng: &mut impl Rng) -> String {
     tag_text(id, &body)
 }
 
+/// A message body carrying `id`: an image in `image_fraction` of cases, else text.
+pub fn body(id: MsgId, group: &Group, images: &ImageCache, rng: &mut impl Rng) -> MessageBody {
+    if rng.random_bool(group.image_fraction) {
+        let (mime, url, size) = images.pick(rng);
+        super::outgoing::image(url, image_name(id, mime), mime, size)
+    } else {
+        super::outgoing::text(text(id, group, rng))
+    }
+}
+
 /// Image file name carrying `id`.
 pub fn image_name(id: MsgId, mime: &str) -> String {
     let ext = mime.rsplit('/').next().unwrap_or("img");
@@ -84,6 +96,7 @@ mod tests {
         crate::scenario::parse(
             std::path::Path::new("t.toml"),
             "[scenario]\nname='t'\nduration='1s'\n[[bots]]\nrole='client'\ncount=1\nmarkup_fraction=0.5\ntext_length={min=20,max=40}\n",
+            &crate::scenario::Overrides::default(),
         )
         .expect("valid")
         .groups

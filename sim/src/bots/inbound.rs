@@ -1,70 +1,15 @@
-//! Reading what the backend sends: each event reduced to the fields the checks need.
+//! Reading what the backend sends with the protocol's own types, reduced to what the
+//! checks need. A known event whose payload does not parse as the protocol says is
+//! [`Observed::Malformed`], never a guess.
 
-use std::borrow::Cow;
-
-use relay::protocol::{MessageAck, event};
+use relay::protocol::{
+    ChatEnded, ClientTyping, IncomingMessage, IncomingOperatorMessage, MessageAck, NewChat,
+    OperatorInfo, OperatorMessageBroadcast, RelayError, event,
+};
 use serde::Deserialize;
-
-use crate::record::{AckOutcome, Observed, find_msg_id};
 use wire::packet::{ack_data, split_event};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Addressed<'a> {
-    #[serde(borrow, default)]
-    from: Cow<'a, str>,
-    #[serde(borrow, default)]
-    message: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Broadcast<'a> {
-    #[serde(borrow, default)]
-    client_id: Cow<'a, str>,
-    #[serde(default)]
-    operator_id: u64,
-    #[serde(borrow, default)]
-    operator_name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    message: Option<BroadcastBody<'a>>,
-}
-
-#[derive(Deserialize)]
-struct BroadcastBody<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Presence<'a> {
-    #[serde(borrow, default)]
-    client_id: Cow<'a, str>,
-    #[serde(default)]
-    operator_id: u64,
-    #[serde(borrow, default)]
-    from: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListEntry {
-    #[serde(default)]
-    operator_id: u64,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody<'a> {
-    #[serde(borrow, default)]
-    event: Cow<'a, str>,
-    #[serde(borrow, default)]
-    code: Cow<'a, str>,
-}
+use crate::record::{AckOutcome, Observed, find_msg_id};
 
 fn id_and_markup(text: Option<&str>, name: Option<&str>) -> (Option<u64>, bool) {
     let id = text
@@ -77,20 +22,25 @@ fn id_and_markup(text: Option<&str>, name: Option<&str>) -> (Option<u64>, bool) 
     (id, markup)
 }
 
-/// The observation an event frame carries; `None` for frames that are not events.
+/// The observation an event packet carries; `None` for packets that are not events.
 pub fn parse_event(frame: &str) -> Option<Observed> {
     let (name, data) = split_event(frame)?;
     Some(
-        parse_known(name, data).unwrap_or_else(|| Observed::Malformed {
+        parse_known(name, data).unwrap_or_else(|error| Observed::Malformed {
             event: name.to_owned(),
+            error: error.to_string(),
         }),
     )
 }
 
-fn parse_known(name: &str, data: &str) -> Option<Observed> {
-    Some(match name {
+fn read<'a, T: Deserialize<'a>>(data: &'a str) -> Result<T, serde_json::Error> {
+    serde_json::from_str(data)
+}
+
+fn parse_known(name: &str, data: &str) -> Result<Observed, serde_json::Error> {
+    Ok(match name {
         event::INCOMING_OPERATOR_MESSAGE => {
-            let m: Addressed = serde_json::from_str(data).ok()?;
+            let m: IncomingOperatorMessage = read(data)?;
             let (msg, unsanitized) = id_and_markup(m.message.as_deref(), m.name.as_deref());
             Observed::ToClient {
                 msg,
@@ -99,7 +49,7 @@ fn parse_known(name: &str, data: &str) -> Option<Observed> {
             }
         }
         event::INCOMING_MESSAGE => {
-            let m: Addressed = serde_json::from_str(data).ok()?;
+            let m: IncomingMessage = read(data)?;
             let (msg, unsanitized) = id_and_markup(m.message.as_deref(), m.name.as_deref());
             Observed::FromClient {
                 msg,
@@ -108,12 +58,9 @@ fn parse_known(name: &str, data: &str) -> Option<Observed> {
             }
         }
         event::OPERATOR_MESSAGE_BROADCAST => {
-            let b: Broadcast = serde_json::from_str(data).ok()?;
-            let body = b.message.as_ref();
-            let (msg, unsanitized) = id_and_markup(
-                body.and_then(|m| m.text.as_deref()),
-                body.and_then(|m| m.name.as_deref()),
-            );
+            let b: OperatorMessageBroadcast = read(data)?;
+            let (msg, unsanitized) =
+                id_and_markup(b.message.text.as_deref(), b.message.name.as_deref());
             Observed::Broadcast {
                 msg,
                 client: b.client_id.into_owned(),
@@ -122,41 +69,42 @@ fn parse_known(name: &str, data: &str) -> Option<Observed> {
                 unsanitized,
             }
         }
-        event::NEW_CHAT
-        | event::CHAT_ENDED
-        | event::OPERATOR_CONNECTED
-        | event::OPERATOR_DISCONNECTED
-        | event::CLIENT_TYPING => {
-            let p: Presence = serde_json::from_str(data).ok()?;
-            match name {
-                event::NEW_CHAT => Observed::NewChat {
-                    client: p.client_id.into_owned(),
-                },
-                event::CHAT_ENDED => Observed::ChatEnded {
-                    client: p.client_id.into_owned(),
-                },
-                event::OPERATOR_CONNECTED => Observed::OperatorConnected {
-                    operator_id: p.operator_id,
-                },
-                event::OPERATOR_DISCONNECTED => Observed::OperatorDisconnected {
-                    operator_id: p.operator_id,
-                },
-                _ => Observed::ClientTyping {
-                    from: p.from.into_owned(),
-                },
+        event::NEW_CHAT => {
+            let c: NewChat = read(data)?;
+            Observed::NewChat {
+                client: c.client_id.into_owned(),
+                username: c.username.into_owned(),
             }
         }
-        event::OPERATOR_TYPING => Observed::OperatorTyping,
+        event::CHAT_ENDED => Observed::ChatEnded {
+            client: read::<ChatEnded>(data)?.client_id.into_owned(),
+        },
+        event::OPERATOR_CONNECTED => Observed::OperatorConnected {
+            operator_id: read::<OperatorInfo>(data)?.operator_id,
+        },
+        event::OPERATOR_DISCONNECTED => Observed::OperatorDisconnected {
+            operator_id: read::<OperatorInfo>(data)?.operator_id,
+        },
+        event::CLIENT_TYPING => Observed::ClientTyping {
+            from: read::<ClientTyping>(data)?.from.into_owned(),
+        },
+        event::OPERATOR_TYPING => {
+            read::<relay::protocol::OperatorTyping>(data)?;
+            Observed::OperatorTyping
+        }
         event::CONNECTED_OPERATORS_LIST => {
-            let list: Vec<ListEntry> = serde_json::from_str(data).ok()?;
+            let list: Vec<OperatorInfo> = read(data)?;
             Observed::OperatorsList(list.into_iter().map(|e| e.operator_id).collect())
         }
-        event::RATE_LIMIT_EXCEEDED => Observed::RateLimited,
+        event::RATE_LIMIT_EXCEEDED => {
+            read::<relay::protocol::RateLimitExceeded>(data)?;
+            Observed::RateLimited
+        }
         event::RELAY_ERROR => {
-            let e: ErrorBody = serde_json::from_str(data).ok()?;
+            let e: RelayError = read(data)?;
             Observed::RelayError {
-                event: e.event.into_owned(),
-                code: e.code.into_owned(),
+                event: e.event,
+                code: e.code.to_string(),
             }
         }
         other => Observed::Other(other.to_owned()),
@@ -213,6 +161,40 @@ mod tests {
         assert_eq!(parse_event(f), Some(Observed::OperatorsList(vec![1, 2])));
         let f = r#"42["rateLimitExceeded",{"message":"Too many messages","retryAfterMs":5}]"#;
         assert_eq!(parse_event(f), Some(Observed::RateLimited));
+        let f = r#"42["rateLimitExceeded",{"message":"Too many messages"}]"#;
+        assert_eq!(
+            parse_event(f),
+            Some(Observed::RateLimited),
+            "the guide's shape"
+        );
+        let f = r#"42["newChat",{"clientId":"c1","username":"Ann"}]"#;
+        assert_eq!(
+            parse_event(f),
+            Some(Observed::NewChat {
+                client: "c1".into(),
+                username: "Ann".into()
+            })
+        );
+    }
+
+    #[test]
+    fn payloads_that_break_the_protocol_are_malformed() {
+        for f in [
+            r#"42["operatorMessageBroadcast",{"clientId":"c","operatorId":"3","operatorName":"A","message":{}}]"#,
+            r#"42["incomingMessage",{"type":"text","message":"no from"}]"#,
+            r#"42["newChat",{"clientId":7}]"#,
+            r#"42["connectedOperatorsList",{"operatorId":1}]"#,
+            r#"42["chatEnded",null]"#,
+        ] {
+            assert!(
+                matches!(parse_event(f), Some(Observed::Malformed { .. })),
+                "{f}"
+            );
+        }
+        assert_eq!(
+            parse_event(r#"42["somethingElse",1]"#),
+            Some(Observed::Other("somethingElse".into()))
+        );
     }
 
     #[test]
@@ -221,6 +203,7 @@ mod tests {
             parse_ack(r#"437[{"messageId":"x"}]"#),
             Some(AckOutcome::Accepted)
         );
+        assert_eq!(parse_ack("430[{}]"), Some(AckOutcome::Accepted));
         assert_eq!(
             parse_ack(r#"437[{"retryAfterMs":10}]"#),
             Some(AckOutcome::RateLimited)

@@ -1,0 +1,427 @@
+//! One bot's life, the same for every role: arrive, connect, join, send on schedule and
+//! listen until its lifetime ends or the run tells it to leave; then, as its group says,
+//! stay away a while and come back as a new connection.
+//!
+//! Leaving is orderly: the bot first reads what already arrived, then records that it
+//! stops listening (from then on nothing is owed to it) and hands its goodbye to the
+//! pacer, behind every send it scheduled before.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use relay::auth::{Claims, sign_hs256};
+use relay::protocol::event;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+use wire::{Connection, Incoming, Options, Transport};
+
+use super::inbound::{parse_ack, parse_event};
+use super::{BotSpec, Compose, Phase, Script, Shared, loopback_source, outgoing};
+use crate::pacer::{Job, LEAD, Note, Slot, Work};
+use crate::record::{AckOutcome, Observed, Record, SocketKey};
+use crate::scenario::{BotRole, ThinkTime};
+
+/// Runs one bot until the run closes.
+pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
+    let mut rng = StdRng::seed_from_u64(spec.seed);
+    let mut phase = shared.phase.clone();
+    let mut script = super::script(&spec, &shared);
+    let mut arrival = spec.arrival;
+    let lives = if spec.group.lifetime.is_some() {
+        spec.group.reconnects + 1
+    } else {
+        1
+    };
+    for _ in 0..lives {
+        tokio::select! {
+            () = sleep_until(arrival) => {}
+            _ = phase.wait_for(|p| *p != Phase::Sending) => return,
+        }
+        let key = shared.next_socket();
+        let attempt = tokio::select! {
+            conn = connect(&shared, &spec, key, arrival) => conn,
+            _ = phase.wait_for(|p| *p != Phase::Sending) => {
+                shared.record(Record::ConnectUnfinished { socket: key });
+                None
+            }
+        };
+        let Some(conn) = attempt else {
+            return;
+        };
+        script.reset();
+        let visitor = spec.group.role == BotRole::Client;
+        let mut life = Life {
+            shared: &shared,
+            spec: &spec,
+            key,
+            sender: conn.sender(),
+            conn,
+            rng: &mut rng,
+            script: script.as_mut(),
+            slot: Arc::default(),
+            joined: false,
+            final_list: false,
+        };
+        let end = life.session(&mut phase).await;
+        shared.live.connected.fetch_sub(1, Ordering::Relaxed);
+        if visitor {
+            shared.live.visitors.fetch_sub(1, Ordering::Relaxed);
+        }
+        match end {
+            End::Lifetime => arrival = Instant::now() + spec.group.offline,
+            End::Closed | End::Lost => return,
+        }
+    }
+}
+
+async fn connect(
+    shared: &Shared,
+    spec: &BotSpec,
+    key: SocketKey,
+    intended: Instant,
+) -> Option<Connection> {
+    let endpoint = &shared.endpoints[spec.global as usize % shared.endpoints.len()];
+    let source =
+        (endpoint.addr.ip().is_loopback() && endpoint.addr.is_ipv4()).then(|| loopback_source(key));
+    let auth = spec.operator.as_ref().map(|who| {
+        let token = sign_hs256(shared.jwt_secret.as_bytes(), &Claims::new(who, 24 * 3600));
+        json!({ "token": token }).to_string()
+    });
+    let options = Options {
+        transport: spec.group.transport,
+        auth,
+        source,
+        origin: None,
+    };
+    match Connection::connect(endpoint, options).await {
+        Ok(conn) => {
+            let us = Instant::now()
+                .saturating_duration_since(intended)
+                .as_micros() as u64;
+            shared.record(Record::Latency {
+                path: crate::metrics::Path::Connect,
+                intended_us: us,
+                service_us: us,
+            });
+            shared.live.connected.fetch_add(1, Ordering::Relaxed);
+            if spec.group.role == BotRole::Client {
+                shared.live.visitors.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(conn)
+        }
+        Err(e) => {
+            shared.record(Record::ConnectFailed {
+                socket: key,
+                error: e.to_string(),
+                at: std::time::Instant::now(),
+            });
+            None
+        }
+    }
+}
+
+enum End {
+    /// The lifetime ran out: come back later.
+    Lifetime,
+    /// The run closed it.
+    Closed,
+    /// The server closed it.
+    Lost,
+}
+
+struct Life<'a> {
+    shared: &'a Shared,
+    spec: &'a BotSpec,
+    key: SocketKey,
+    conn: Connection,
+    sender: wire::Sender,
+    rng: &'a mut StdRng,
+    script: &'a mut dyn Script,
+    slot: Arc<Slot>,
+    joined: bool,
+    /// The operators list asked for at the end is awaited.
+    final_list: bool,
+}
+
+/// The next sends of a bot: its steady stream and its bursts, whichever comes first.
+struct Schedule {
+    regular: Option<Instant>,
+    burst: Option<Instant>,
+}
+
+impl Schedule {
+    fn next(&self) -> Option<Instant> {
+        match (self.regular, self.burst) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl Life<'_> {
+    async fn session(&mut self, phase: &mut watch::Receiver<Phase>) -> End {
+        let group = &self.spec.group;
+        let join = self.script.join(self.rng);
+        self.shared.record(Record::Joining {
+            socket: self.key,
+            role: group.role,
+            sid: self.conn.sid.clone(),
+            operator: self
+                .spec
+                .operator
+                .as_ref()
+                .map(|o| (o.operator_id, o.name.clone())),
+            at: std::time::Instant::now(),
+        });
+        // ack id 0 is the join's; operators also confirm it with the operators list
+        if self.sender.emit(event::JOIN, &join, Some(0)).is_err()
+            || (self.script.confirms_with_list()
+                && self
+                    .sender
+                    .send(&outgoing::get_connected_operators())
+                    .is_err())
+        {
+            return self.lost();
+        }
+        if group.transport == Transport::Upgrade {
+            if self.conn.upgrade().await.is_err() {
+                return self.lost();
+            }
+            self.sender = self.conn.sender();
+        }
+        let now = Instant::now();
+        let mut schedule = Schedule {
+            regular: (group.messages_per_minute > 0.0).then(|| now + self.think()),
+            burst: group
+                .burst
+                .map(|b| now + b.every.mul_f64(self.rng.random_range(0.0..1.0))),
+        };
+        let life_end = group
+            .lifetime
+            .map(|l| now + l.mul_f64(self.rng.random_range(0.8..1.2)));
+        // timers live across iterations: re-arming one per received frame would cost more
+        // than handling the frame
+        let far = now + Duration::from_secs(365 * 24 * 3600);
+        let wake = |at: Option<Instant>| at.map_or(far, |t| t.checked_sub(LEAD).unwrap_or(t));
+        let send_timer = sleep_until(wake(schedule.next()));
+        let life_timer = sleep_until(life_end.unwrap_or(far));
+        tokio::pin!(send_timer, life_timer);
+        loop {
+            let sending = *phase.borrow() == Phase::Sending;
+            tokio::select! {
+                biased;
+                changed = phase.changed() => {
+                    if changed.is_err() {
+                        return self.leave().await;
+                    }
+                    let now = *phase.borrow();
+                    let leaves = match group.role {
+                        BotRole::Client => now >= Phase::VisitorsLeave,
+                        _ => now >= Phase::OperatorsLeave,
+                    };
+                    if leaves {
+                        return self.leave().await;
+                    }
+                    if now == Phase::Checking && self.spec.checks_list {
+                        self.shared.record(Record::ListRequested {
+                            socket: self.key,
+                            at: std::time::Instant::now(),
+                        });
+                        self.final_list = true;
+                        let _ = self.sender.send(&outgoing::get_connected_operators());
+                    }
+                }
+                incoming = self.conn.next() => match incoming {
+                    Ok(incoming) => {
+                        if !self.handle(incoming) {
+                            return self.lost();
+                        }
+                    }
+                    Err(_) => return self.lost(),
+                },
+                () = &mut send_timer, if sending && schedule.next().is_some() => {
+                    self.send_next(&mut schedule);
+                    send_timer.as_mut().reset(wake(schedule.next()));
+                }
+                () = &mut life_timer, if life_end.is_some() && sending => {
+                    self.leave().await;
+                    return End::Lifetime;
+                }
+            }
+        }
+    }
+
+    /// Hands the earliest scheduled send to the pacer and draws the one after it.
+    fn send_next(&mut self, schedule: &mut Schedule) {
+        let Some(intended) = schedule.next() else {
+            return;
+        };
+        let group = &self.spec.group;
+        let n = if schedule.burst == Some(intended) {
+            let b = group.burst.map_or(1, |b| b.size);
+            schedule.burst = group.burst.map(|b| intended + b.every);
+            b
+        } else {
+            schedule.regular = Some(intended + self.think());
+            1
+        };
+        let typing = self.rng.random_bool(group.typing_probability);
+        let mut compose = Compose {
+            group,
+            images: &self.spec.images,
+            rng: self.rng,
+            shared: self.shared,
+        };
+        let Some((drafts, typing)) = self.script.compose(&mut compose, n, typing) else {
+            return;
+        };
+        let mut packets = Vec::with_capacity(drafts.len() + 1);
+        let mut notes = Vec::with_capacity(drafts.len() + 1);
+        if let Some(t) = typing {
+            packets.push(t.packet);
+            notes.push(Note::Typing { to: t.to });
+        }
+        self.shared
+            .live
+            .sent
+            .fetch_add(drafts.len() as u64, Ordering::Relaxed);
+        for d in drafts {
+            packets.push(d.packet);
+            notes.push(Note::Message {
+                msg: d.msg,
+                kind: d.kind,
+            });
+        }
+        self.shared.pacer.submit(Job {
+            due: intended.into_std(),
+            socket: self.key,
+            sender: self.sender.clone(),
+            slot: self.slot.clone(),
+            work: Work::Send { packets, notes },
+        });
+    }
+
+    fn think(&mut self) -> Duration {
+        let group = &self.spec.group;
+        let mean = 60.0 / group.messages_per_minute.max(1e-9);
+        let secs = match group.think_time {
+            ThinkTime::Constant => mean,
+            ThinkTime::Uniform => mean * self.rng.random_range(0.5..1.5),
+            ThinkTime::Exponential => -mean * (1.0 - self.rng.random_range(0.0..1.0f64)).ln(),
+        };
+        Duration::from_secs_f64(secs.min(3600.0))
+    }
+
+    /// Takes in what the server sent; false when it disconnected this socket.
+    fn handle(&mut self, incoming: Incoming) -> bool {
+        match incoming {
+            Incoming::Event(frame) => self.on_event(frame.as_str()),
+            Incoming::Ack(id, frame) => self.on_ack(id, frame.as_str()),
+            Incoming::Disconnect => return false,
+        }
+        true
+    }
+
+    fn on_event(&mut self, frame: &str) {
+        let at = std::time::Instant::now();
+        let Some(observed) = parse_event(frame) else {
+            return;
+        };
+        if let Observed::OperatorsList(ids) = &observed {
+            if !self.joined {
+                self.joined = true;
+                self.shared.record(Record::Joined {
+                    socket: self.key,
+                    at,
+                });
+            } else if self.final_list {
+                self.final_list = false;
+                self.shared.record(Record::FinalOperatorsList {
+                    socket: self.key,
+                    at,
+                    ids: ids.clone(),
+                });
+            }
+            return;
+        }
+        self.script.observe(&observed, &self.shared.visitors);
+        self.shared.record(Record::Received {
+            socket: self.key,
+            at,
+            what: observed,
+        });
+    }
+
+    fn on_ack(&mut self, id: u64, frame: &str) {
+        let at = std::time::Instant::now();
+        let outcome = parse_ack(frame);
+        if id == 0 {
+            match outcome {
+                Some(AckOutcome::Refused(code)) => {
+                    self.shared.record(Record::JoinRefused {
+                        socket: self.key,
+                        at,
+                        code,
+                    });
+                }
+                _ if !self.joined => {
+                    self.joined = true;
+                    self.shared.record(Record::Joined {
+                        socket: self.key,
+                        at,
+                    });
+                }
+                _ => {}
+            }
+            return;
+        }
+        if let Some(outcome) = outcome {
+            self.shared.record(Record::Ack {
+                socket: self.key,
+                msg: id,
+                outcome,
+                at,
+            });
+        }
+    }
+
+    /// Reads what already arrived, stops listening, and leaves behind its scheduled sends.
+    async fn leave(&mut self) -> End {
+        while let Ok(Ok(incoming)) = tokio::time::timeout(Duration::ZERO, self.conn.next()).await {
+            if !self.handle(incoming) {
+                break;
+            }
+        }
+        let at = std::time::Instant::now();
+        self.shared.record(Record::Leaving {
+            socket: self.key,
+            at,
+        });
+        self.shared.pacer.submit(Job {
+            due: at,
+            socket: self.key,
+            sender: self.sender.clone(),
+            slot: self.slot.clone(),
+            work: Work::Leave,
+        });
+        self.shared.record(Record::Closed {
+            socket: self.key,
+            at,
+            unexpected: false,
+        });
+        End::Closed
+    }
+
+    fn lost(&mut self) -> End {
+        self.shared.record(Record::Closed {
+            socket: self.key,
+            at: std::time::Instant::now(),
+            unexpected: true,
+        });
+        End::Lost
+    }
+}

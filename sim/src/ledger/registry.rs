@@ -1,0 +1,188 @@
+//! Every socket of the run: who it is, when its join left and was confirmed, when it began
+//! to close; and who is owed what at a given instant.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use reports::model::Counter;
+
+use super::tally::Tally;
+use crate::record::{Record, SocketKey};
+use crate::scenario::BotRole;
+
+/// One connection of one bot.
+#[derive(Debug)]
+pub struct SocketInfo {
+    /// Role.
+    pub role: BotRole,
+    /// Server-assigned id.
+    pub sid: String,
+    /// Operator id and name, for operator roles.
+    pub operator: Option<(u64, String)>,
+    /// Dense index among operator sockets (for per-operator bitsets).
+    pub operator_index: Option<u32>,
+    /// When `join` left.
+    pub joining: Instant,
+    /// When the join was known to be processed.
+    pub joined: Option<Instant>,
+    /// The backend refused the join.
+    pub refused: bool,
+    /// When the bot began to close it, or the backend closed it.
+    pub leaving: Option<Instant>,
+    /// The backend closed it while the bot still wanted it.
+    pub closed_by_server: bool,
+}
+
+impl SocketInfo {
+    /// True for operator-role sockets whose join was confirmed before `t` and that stayed
+    /// open at least `grace` after it: such a socket is owed what the room got at `t`.
+    pub fn owed_at(&self, t: Instant, grace: Duration) -> bool {
+        self.role.is_operator()
+            && !self.refused
+            && self.joined.is_some_and(|j| j < t)
+            && self.stays(t, grace)
+    }
+
+    /// Still open `grace` after `t`.
+    pub fn stays(&self, t: Instant, grace: Duration) -> bool {
+        self.leaving.is_none_or(|l| l >= t + grace)
+    }
+
+    /// Open now: joined, not refused, not leaving.
+    pub fn online(&self) -> bool {
+        self.joined.is_some() && !self.refused && self.leaving.is_none()
+    }
+}
+
+/// The sockets of a run.
+#[derive(Debug, Default)]
+pub struct Registry {
+    sockets: Vec<Option<SocketInfo>>,
+    by_sid: HashMap<String, SocketKey>,
+    operator_keys: Vec<SocketKey>,
+    tabs: HashMap<u64, Vec<SocketKey>>,
+    connected: u64,
+}
+
+impl Registry {
+    /// Takes the socket-related part of a record into account.
+    pub fn apply(&mut self, record: &Record, tally: &mut Tally) {
+        match record {
+            Record::Joining {
+                socket,
+                role,
+                sid,
+                operator,
+                at,
+            } => {
+                let idx = *socket as usize;
+                if self.sockets.len() <= idx {
+                    self.sockets.resize_with(idx + 1, || None);
+                }
+                self.by_sid.insert(sid.clone(), *socket);
+                let operator_index = role.is_operator().then(|| {
+                    self.operator_keys.push(*socket);
+                    u32::try_from(self.operator_keys.len() - 1).unwrap_or(u32::MAX)
+                });
+                if let Some((id, _)) = operator {
+                    self.tabs.entry(*id).or_default().push(*socket);
+                }
+                self.sockets[idx] = Some(SocketInfo {
+                    role: *role,
+                    sid: sid.clone(),
+                    operator: operator.clone(),
+                    operator_index,
+                    joining: *at,
+                    joined: None,
+                    refused: false,
+                    leaving: None,
+                    closed_by_server: false,
+                });
+                self.connected += 1;
+            }
+            Record::Joined { socket, at } => {
+                if let Some(s) = self.get_mut(*socket) {
+                    s.joined.get_or_insert(*at);
+                }
+            }
+            Record::JoinRefused { socket, .. } => {
+                if let Some(s) = self.get_mut(*socket) {
+                    s.refused = true;
+                }
+            }
+            Record::Leaving { socket, at } => {
+                if let Some(s) = self.get_mut(*socket) {
+                    s.leaving.get_or_insert(*at);
+                }
+            }
+            Record::Closed {
+                socket,
+                at,
+                unexpected,
+            } => {
+                if let Some(s) = self.get_mut(*socket) {
+                    s.closed_by_server = *unexpected && s.leaving.is_none();
+                    s.leaving.get_or_insert(*at);
+                    self.connected = self.connected.saturating_sub(1);
+                }
+            }
+            Record::ConnectFailed { .. } => tally.count(Counter::ConnectFailed, 1),
+            Record::ConnectUnfinished { .. } => tally.count(Counter::ConnectUnfinished, 1),
+            _ => {}
+        }
+    }
+
+    /// A socket by key.
+    pub fn get(&self, k: SocketKey) -> Option<&SocketInfo> {
+        self.sockets.get(k as usize).and_then(Option::as_ref)
+    }
+
+    fn get_mut(&mut self, k: SocketKey) -> Option<&mut SocketInfo> {
+        self.sockets.get_mut(k as usize).and_then(Option::as_mut)
+    }
+
+    /// A socket's key by its server-assigned id.
+    pub fn by_sid(&self, sid: &str) -> Option<SocketKey> {
+        self.by_sid.get(sid).copied()
+    }
+
+    /// The server-assigned id of socket `k` (empty when unknown).
+    pub fn sid(&self, k: SocketKey) -> &str {
+        self.get(k).map_or("", |s| s.sid.as_str())
+    }
+
+    /// Operator-role sockets, in the order they joined (their dense index order).
+    pub fn operators(&self) -> impl Iterator<Item = (SocketKey, &SocketInfo)> {
+        self.operator_keys
+            .iter()
+            .filter_map(|&k| self.get(k).map(|s| (k, s)))
+    }
+
+    /// How many operator-role sockets there have been.
+    pub fn operator_sockets(&self) -> usize {
+        self.operator_keys.len()
+    }
+
+    /// Every socket.
+    pub fn all(&self) -> impl Iterator<Item = (SocketKey, &SocketInfo)> {
+        self.sockets
+            .iter()
+            .enumerate()
+            .filter_map(|(k, s)| s.as_ref().map(|s| (k as SocketKey, s)))
+    }
+
+    /// Operator ids with the keys of their tabs.
+    pub fn tabs(&self) -> impl Iterator<Item = (u64, &[SocketKey])> {
+        self.tabs.iter().map(|(id, keys)| (*id, keys.as_slice()))
+    }
+
+    /// The keys of operator `id`'s tabs.
+    pub fn tabs_of(&self, id: u64) -> &[SocketKey] {
+        self.tabs.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Sockets connected now.
+    pub fn connected(&self) -> u64 {
+        self.connected
+    }
+}

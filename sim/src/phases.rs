@@ -1,0 +1,182 @@
+//! The phases of a run and the one task that owns the ledger.
+//!
+//! Sending for the scenario's duration, then draining (deliveries still arrive), then one
+//! operator asks for the operators list, then an orderly close: visitors leave first;
+//! operators keep listening until every `chatEnded` owed to them has arrived, or until the
+//! presence grace (derived from the run's slowest presence event) has passed since the
+//! last visitor left; only then do operators leave. A socket is owed nothing from the
+//! moment it starts to close, so nothing in flight at the end is judged lost.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use reports::model::SecondSample;
+use tokio::sync::{mpsc, watch};
+
+use crate::bots::{Phase, Shared};
+use crate::ledger::Ledger;
+use crate::progress::{Progress, Snapshot};
+use crate::record::Record;
+use crate::scenario::Plan;
+
+/// How long the operators-list answer may take; no answer is a violation.
+const CHECKING: Duration = Duration::from_secs(2);
+
+/// The longest operators wait for `chatEnded` after the last visitor left.
+const MAX_CLOSING_WAIT: Duration = Duration::from_secs(60);
+
+/// How long bots get to close when told to.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the driver and the aggregator share about the closing phase.
+#[derive(Debug, Default)]
+pub struct Closing {
+    /// When visitors were told to leave.
+    since: Mutex<Option<Instant>>,
+    /// The driver's barrier the aggregator has applied.
+    mark: AtomicU64,
+    /// `chatEnded` still owed to open operator sockets.
+    outstanding: AtomicU64,
+    /// The presence grace from the run's evidence, µs.
+    grace_us: AtomicU64,
+}
+
+impl Closing {
+    fn since(&self) -> Option<Instant> {
+        *self.since.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn publish(&self, ledger: &Ledger) {
+        if let Some(since) = self.since() {
+            self.outstanding
+                .store(ledger.outstanding_chat_ended(since), Ordering::Release);
+        }
+        let grace = ledger.evidence().presence_grace();
+        self.grace_us.store(
+            u64::try_from(grace.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
+    }
+}
+
+/// The one owner of the ledger: applies records, settles due messages, samples each second
+/// and keeps the closing figures current. Ends when every record sender is gone.
+pub async fn aggregate(
+    mut rx: mpsc::UnboundedReceiver<Record>,
+    mut ledger: Ledger,
+    snapshot: Arc<Snapshot>,
+    closing: Arc<Closing>,
+) -> (Ledger, Vec<SecondSample>) {
+    let start = tokio::time::Instant::from_std(ledger.start());
+    let mut series = Vec::new();
+    let mut second =
+        tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut quick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            r = rx.recv() => match r {
+                Some(Record::Mark(n)) => {
+                    closing.publish(&ledger);
+                    closing.mark.store(n, Ordering::Release);
+                }
+                Some(record) => ledger.apply(record),
+                None => break,
+            },
+            _ = second.tick() => {
+                ledger.settle_due_now();
+                series.push(sample(&mut ledger, series.len()));
+                snapshot.publish(&ledger);
+            }
+            _ = quick.tick() => closing.publish(&ledger),
+        }
+    }
+    ledger.finish();
+    series.push(sample(&mut ledger, series.len()));
+    (ledger, series)
+}
+
+fn sample(ledger: &mut Ledger, t: usize) -> SecondSample {
+    let connected = ledger.connected();
+    let (tally, latency) = ledger.take_second();
+    SecondSample {
+        t: u32::try_from(t + 1).unwrap_or(u32::MAX),
+        sent: tally.sent,
+        delivered: tally.delivered,
+        connected,
+        violations: tally.violations,
+        latency,
+    }
+}
+
+/// Drives the phases; Ctrl-C once skips to draining, twice exits at once. Returns whether
+/// the run was interrupted.
+pub async fn drive(
+    plan: &Plan,
+    phase: &watch::Sender<Phase>,
+    progress: &Progress,
+    shared: &Shared,
+    closing: &Closing,
+) -> bool {
+    // one listener for the whole run: the first Ctrl-C drains, the second exits
+    let (interrupt_tx, mut interrupt_rx) = mpsc::unbounded_channel::<()>();
+    let listener = tokio::spawn(async move {
+        let mut presses = 0;
+        while tokio::signal::ctrl_c().await.is_ok() {
+            presses += 1;
+            if presses >= 2 {
+                std::process::exit(130);
+            }
+            let _ = interrupt_tx.send(());
+        }
+    });
+    let mut interrupted = false;
+    progress.phase("sending");
+    tokio::select! {
+        () = tokio::time::sleep(plan.duration.max(plan.ramp())) => {}
+        _ = interrupt_rx.recv() => {
+            interrupted = true;
+            progress.note("interrupted: draining and writing results (Ctrl-C again to quit now)");
+        }
+    }
+    let _ = phase.send(Phase::Draining);
+    progress.phase("draining");
+    tokio::time::sleep(plan.drain).await;
+    let _ = phase.send(Phase::Checking);
+    progress.phase("checking");
+    tokio::time::sleep(CHECKING).await;
+
+    progress.phase("visitors leave");
+    *closing.since.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    let _ = phase.send(Phase::VisitorsLeave);
+    until(LEAVE_TIMEOUT, || {
+        shared.live.visitors.load(Ordering::Acquire) == 0
+    })
+    .await;
+    // every Leaving record is in the channel now: once the mark is applied, the count holds
+    let _ = shared.records.send(Record::Mark(1));
+    let gone = Instant::now();
+    progress.phase("chatEnded");
+    until(MAX_CLOSING_WAIT, || {
+        let applied = closing.mark.load(Ordering::Acquire) >= 1;
+        let grace = Duration::from_micros(closing.grace_us.load(Ordering::Acquire));
+        applied && (closing.outstanding.load(Ordering::Acquire) == 0 || gone.elapsed() >= grace)
+    })
+    .await;
+    drop(listener); // stays alive: a second Ctrl-C while closing still exits
+    let _ = phase.send(Phase::OperatorsLeave);
+    progress.phase("operators leave");
+    until(LEAVE_TIMEOUT, || {
+        shared.live.connected.load(Ordering::Acquire) == 0
+    })
+    .await;
+    interrupted
+}
+
+/// Waits until `done` holds, checking every 20 ms, for at most `limit`.
+async fn until(limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

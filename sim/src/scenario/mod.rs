@@ -1,0 +1,282 @@
+//! Scenario files: TOML read once into spanned values, resolved with the command line's
+//! overrides into one validated [`Plan`].
+//!
+//! Every error names the file, line, column and field, taken from the parser's spans (an
+//! inline table such as `bots = [{…}]` points at the right line too).
+
+mod locate;
+mod raw;
+mod resolve;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use wire::Transport;
+
+/// A scenario that cannot be run, and where the problem is.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A TOML syntax error.
+    #[error("{file}:{line}:{column}: {message}")]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// A field with a wrong type, an unknown field, or a value that makes no sense.
+    #[error("{file}:{line}:{column}: `{field}`: {message}")]
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Dotted field path, e.g. `bots[2].count`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A command-line override that makes no sense.
+    #[error("{0}")]
+    Override(String),
+}
+
+/// What a bot group's bots are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BotRole {
+    /// Answers visitors; joins with a token.
+    Operator,
+    /// A visitor.
+    Client,
+    /// An operator who only watches and must see everything.
+    Supervisor,
+}
+
+impl BotRole {
+    /// The role's name in scenarios and results.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BotRole::Operator => "operator",
+            BotRole::Client => "client",
+            BotRole::Supervisor => "supervisor",
+        }
+    }
+
+    /// True for roles that join as `operator` on the wire.
+    pub fn is_operator(self) -> bool {
+        !matches!(self, BotRole::Client)
+    }
+}
+
+/// How the wait between two messages of a bot is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThinkTime {
+    /// Exponential around the mean: a Poisson process, the open-model default.
+    Exponential,
+    /// Exactly the mean.
+    Constant,
+    /// Uniform between 0.5 and 1.5 times the mean.
+    Uniform,
+}
+
+/// An inclusive range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    /// Smallest.
+    pub min: u32,
+    /// Largest.
+    pub max: u32,
+}
+
+/// Back-to-back sends from one bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Burst {
+    /// Messages in one burst, all leaving at the same instant.
+    pub size: u32,
+    /// Time between bursts (the first comes at a random point within it).
+    pub every: Duration,
+}
+
+/// One validated `[[bots]]` group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Name (default: role and index).
+    pub name: String,
+    /// Role.
+    pub role: BotRole,
+    /// Bots in the group.
+    pub count: u32,
+    /// Sockets per bot (operators only; visitors have one).
+    pub tabs: u32,
+    /// How its connections carry packets.
+    pub transport: Transport,
+    /// Bots arrive evenly over this.
+    pub ramp_up: Duration,
+    /// Messages per minute per bot, bursts aside (0 for supervisors).
+    pub messages_per_minute: f64,
+    /// Distribution of waits between messages.
+    pub think_time: ThinkTime,
+    /// Bursts of back-to-back messages, on top of the steady rate.
+    pub burst: Option<Burst>,
+    /// Text length in characters.
+    pub text_length: Range,
+    /// Fraction of texts carrying HTML markup (to check sanitizing).
+    pub markup_fraction: f64,
+    /// Fraction of messages that are images.
+    pub image_fraction: f64,
+    /// Image size in bytes.
+    pub image_bytes: Range,
+    /// Chance that a message is preceded by a typing event.
+    pub typing_probability: f64,
+    /// Each connection lives about this long (±20 %), then leaves; `None`: the whole run.
+    pub lifetime: Option<Duration>,
+    /// How long a bot stays away between two connections.
+    pub offline: Duration,
+    /// How many times a bot comes back after its lifetime ends.
+    pub reconnects: u32,
+}
+
+/// Where the bots connect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// The reference relay, started in-process.
+    Embedded,
+    /// A running backend.
+    External {
+        /// Socket.IO URLs including the path, e.g. `http://127.0.0.1:3001/chat`.
+        urls: Vec<String>,
+        /// JWT secret operator tokens are signed with.
+        jwt_secret: String,
+    },
+}
+
+/// The backend's limits as the simulator expects them (and configures the embedded relay with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Messages per socket per rolling minute.
+    pub rate_limit_per_minute: u32,
+    /// Typing events per socket per rolling minute.
+    pub typing_rate_limit_per_minute: u32,
+    /// Largest event.
+    pub max_payload_bytes: usize,
+    /// Largest decoded image.
+    pub max_image_bytes: usize,
+}
+
+/// A threshold: the metric must not exceed the limit (or, written `metric.min`, not fall below it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// Metric name, e.g. `fanout.p99_ms` or `lost`.
+    pub metric: String,
+    /// The bound.
+    pub limit: f64,
+    /// True for a lower bound (`metric.min = 1`).
+    pub at_least: bool,
+    /// Not written in the scenario: the default gate.
+    pub implicit: bool,
+}
+
+/// A scenario ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// File it came from.
+    pub file: PathBuf,
+    /// Name.
+    pub name: String,
+    /// One-line description.
+    pub description: String,
+    /// Sending phase.
+    pub duration: Duration,
+    /// Time after sending stops for deliveries to arrive.
+    pub drain: Duration,
+    /// Random seed.
+    pub seed: u64,
+    /// Where to connect.
+    pub target: Target,
+    /// Expected (and, embedded, configured) limits.
+    pub limits: Limits,
+    /// Bot groups.
+    pub groups: Vec<Group>,
+    /// Pass/fail rules: the scenario's, then the default gate's.
+    pub thresholds: Vec<Threshold>,
+}
+
+impl Plan {
+    /// Sockets the plan holds open at its peak.
+    pub fn peak_sockets(&self) -> u64 {
+        self.groups
+            .iter()
+            .map(|g| u64::from(g.count) * u64::from(g.tabs))
+            .sum()
+    }
+
+    /// The longest ramp-up of any group.
+    pub fn ramp(&self) -> Duration {
+        self.groups
+            .iter()
+            .map(|g| g.ramp_up)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+/// What the command line (and the environment) says over the file: flag > environment >
+/// file > default, resolved once, before the plan exists.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--target` URLs: replace the scenario's target.
+    pub targets: Vec<String>,
+    /// `--seed`.
+    pub seed: Option<u64>,
+    /// `--duration`.
+    pub duration: Option<Duration>,
+    /// `--scale`: multiplies every group's bot count.
+    pub scale: Option<f64>,
+}
+
+/// Reads and resolves a scenario file.
+///
+/// # Errors
+/// [`ScenarioError`] naming the file, line, column and field.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Plan, ScenarioError> {
+    let source = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+        file: path.to_owned(),
+        source,
+    })?;
+    parse(path, &source, overrides)
+}
+
+/// Resolves scenario text read from `path`.
+///
+/// # Errors
+/// [`ScenarioError`] naming the file, line, column and field.
+pub fn parse(path: &Path, source: &str, overrides: &Overrides) -> Result<Plan, ScenarioError> {
+    resolve::resolve(path, source, overrides)
+}
+
+/// Reads just the name and description of a scenario, for `sim list`.
+///
+/// # Errors
+/// As [`load`].
+pub fn describe(path: &Path) -> Result<(String, String), ScenarioError> {
+    let plan = load(path, &Overrides::default())?;
+    Ok((plan.name, plan.description))
+}

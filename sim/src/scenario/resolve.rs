@@ -1,0 +1,406 @@
+//! From the spanned file and the command line's overrides to one validated [`Plan`]:
+//! defaults filled in, every value checked once, the default gate added.
+
+use std::ops::Range as Span;
+use std::path::Path;
+use std::time::Duration;
+
+use reports::model::{Counter, Violation};
+use serde::Deserialize;
+use toml::Spanned;
+use toml::de::DeTable;
+
+use super::locate::{field_at, line_col};
+use super::raw::{Bound, RawGroup, RawLimits, RawRange, RawScenario, RawTarget, Thresholds};
+use super::{
+    BotRole, Burst, Group, Limits, Overrides, Plan, Range, ScenarioError, Target, ThinkTime,
+    Threshold,
+};
+use crate::metrics::is_known_metric;
+
+/// Drain after sending when the scenario names none.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(3);
+
+pub(super) fn resolve(path: &Path, source: &str, o: &Overrides) -> Result<Plan, ScenarioError> {
+    let r = Resolver { path, source };
+    let root = DeTable::parse(source).map_err(|e| r.toml_error(None, &e))?;
+    let raw = RawScenario::deserialize(toml::de::Deserializer::from(root.clone()))
+        .map_err(|e| r.toml_error(Some(&root), &e))?;
+    r.plan(raw, o)
+}
+
+struct Resolver<'a> {
+    path: &'a Path,
+    source: &'a str,
+}
+
+impl Resolver<'_> {
+    /// A parser or serde error, with the field found at its position.
+    fn toml_error(
+        &self,
+        root: Option<&Spanned<DeTable<'_>>>,
+        e: &toml::de::Error,
+    ) -> ScenarioError {
+        let at = e.span().map_or(0, |s| s.start);
+        let (line, column) = line_col(self.source, at);
+        let field = root.and_then(|root| field_at(root, at));
+        match field {
+            Some(field) => ScenarioError::Invalid {
+                file: self.path.to_owned(),
+                line,
+                column,
+                field,
+                message: e.message().to_owned(),
+            },
+            None => ScenarioError::Syntax {
+                file: self.path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            },
+        }
+    }
+
+    fn err(
+        &self,
+        span: Span<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ScenarioError {
+        let (line, column) = line_col(self.source, span.start);
+        ScenarioError::Invalid {
+            file: self.path.to_owned(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn plan(&self, raw: RawScenario, o: &Overrides) -> Result<Plan, ScenarioError> {
+        let meta_span = raw.scenario.span();
+        let meta = raw.scenario.into_inner();
+        if meta.name.get_ref().trim().is_empty() {
+            return Err(self.err(meta.name.span(), "scenario.name", "must not be empty"));
+        }
+        let duration = match o.duration {
+            Some(d) if d.is_zero() => {
+                return Err(ScenarioError::Override(
+                    "--duration must be more than 0s".into(),
+                ));
+            }
+            Some(d) => d,
+            None => {
+                let d = meta.duration.get_ref().0;
+                if d.is_zero() {
+                    return Err(self.err(
+                        meta.duration.span(),
+                        "scenario.duration",
+                        "must be more than 0s",
+                    ));
+                }
+                d
+            }
+        };
+        let drain = meta.drain.map_or(DEFAULT_DRAIN, |d| d.get_ref().0);
+        let target = self.target(raw.target, &o.targets)?;
+        let limits = self.limits(raw.relay.map(Spanned::into_inner).unwrap_or_default())?;
+        let scale = match o.scale {
+            Some(s) if !(s.is_finite() && s > 0.0 && s <= 1000.0) => {
+                return Err(ScenarioError::Override(format!(
+                    "--scale {s}: needs 0 < scale <= 1000"
+                )));
+            }
+            s => s.unwrap_or(1.0),
+        };
+        let groups = match raw.bots {
+            Some(b) if !b.get_ref().is_empty() => b
+                .into_inner()
+                .into_iter()
+                .enumerate()
+                .map(|(i, g)| self.group(i, g, scale))
+                .collect::<Result<Vec<_>, _>>()?,
+            _ => {
+                return Err(self.err(
+                    meta_span,
+                    "bots",
+                    "a scenario needs at least one [[bots]] group",
+                ));
+            }
+        };
+        let thresholds = self.thresholds(raw.thresholds.unwrap_or_default())?;
+        Ok(Plan {
+            file: self.path.to_owned(),
+            name: meta.name.into_inner(),
+            description: meta.description,
+            duration,
+            drain,
+            seed: o.seed.or(meta.seed).unwrap_or(1),
+            target,
+            limits,
+            groups,
+            thresholds,
+        })
+    }
+
+    fn target(
+        &self,
+        raw: Option<Spanned<RawTarget>>,
+        flags: &[String],
+    ) -> Result<Target, ScenarioError> {
+        let raw = raw.map(Spanned::into_inner);
+        for t in flags {
+            wire::Endpoint::parse(t)
+                .map_err(|e| ScenarioError::Override(format!("--target {e}")))?;
+        }
+        let mut urls: Vec<String> = flags.to_vec();
+        if urls.is_empty()
+            && let Some(t) = &raw
+        {
+            for (field, u) in t
+                .urls
+                .iter()
+                .map(|u| ("target.urls", u))
+                .chain(t.url.iter().map(|u| ("target.url", u)))
+            {
+                wire::Endpoint::parse(u.get_ref()).map_err(|m| self.err(u.span(), field, m))?;
+                urls.push(u.get_ref().clone());
+            }
+        }
+        if urls.is_empty() {
+            return Ok(Target::Embedded);
+        }
+        // file > the variable it names > RELAY_JWT_SECRET
+        let secret = match raw.as_ref().map(|t| (&t.jwt_secret, &t.jwt_secret_env)) {
+            Some((Some(s), _)) => s.clone(),
+            Some((None, Some(var))) => std::env::var(var.get_ref()).map_err(|_| {
+                self.err(
+                    var.span(),
+                    "target.jwt_secret_env",
+                    format!("environment variable {} is not set", var.get_ref()),
+                )
+            })?,
+            _ => std::env::var("RELAY_JWT_SECRET").unwrap_or_default(),
+        };
+        Ok(Target::External {
+            urls,
+            jwt_secret: secret,
+        })
+    }
+
+    fn limits(&self, raw: RawLimits) -> Result<Limits, ScenarioError> {
+        let at_least_one = |v: &Option<Spanned<u32>>, field: &str, default: u32| match v {
+            Some(s) if *s.get_ref() == 0 => Err(self.err(s.span(), field, "must be at least 1")),
+            Some(s) => Ok(*s.get_ref()),
+            None => Ok(default),
+        };
+        let limits = Limits {
+            rate_limit_per_minute: at_least_one(
+                &raw.rate_limit_per_minute,
+                "relay.rate_limit_per_minute",
+                relay::config::DEFAULT_RATE_LIMIT,
+            )?,
+            typing_rate_limit_per_minute: at_least_one(
+                &raw.typing_rate_limit_per_minute,
+                "relay.typing_rate_limit_per_minute",
+                relay::config::DEFAULT_TYPING_RATE_LIMIT,
+            )?,
+            max_payload_bytes: raw
+                .max_payload_bytes
+                .unwrap_or(relay::config::DEFAULT_MAX_PAYLOAD),
+            max_image_bytes: raw
+                .max_image_bytes
+                .as_ref()
+                .map_or(relay::config::DEFAULT_MAX_IMAGE, |s| *s.get_ref()),
+        };
+        if let Some(s) = &raw.max_image_bytes
+            && limits.max_image_bytes > limits.max_payload_bytes
+        {
+            return Err(self.err(
+                s.span(),
+                "relay.max_image_bytes",
+                "must not exceed max_payload_bytes",
+            ));
+        }
+        Ok(limits)
+    }
+
+    fn group(&self, i: usize, g: Spanned<RawGroup>, scale: f64) -> Result<Group, ScenarioError> {
+        let g = g.into_inner();
+        let f = |name: &str| format!("bots[{i}].{name}");
+        let role = g.role;
+        if *g.count.get_ref() == 0 {
+            return Err(self.err(g.count.span(), f("count"), "must be at least 1"));
+        }
+        let count = ((f64::from(*g.count.get_ref()) * scale).round() as u32).max(1);
+        let tabs = match &g.tabs {
+            Some(t) if !(1..=16).contains(t.get_ref()) => {
+                return Err(self.err(t.span(), f("tabs"), "must be 1 to 16"));
+            }
+            Some(t) if *t.get_ref() > 1 && role == BotRole::Client => {
+                return Err(self.err(
+                    t.span(),
+                    f("tabs"),
+                    "visitors have one socket; tabs is for operators",
+                ));
+            }
+            Some(t) => *t.get_ref(),
+            None => 1,
+        };
+        let default_rate = if role == BotRole::Supervisor {
+            0.0
+        } else {
+            2.0
+        };
+        let rate = match &g.messages_per_minute {
+            Some(r) if !(0.0..=60_000.0).contains(r.get_ref()) => {
+                return Err(self.err(r.span(), f("messages_per_minute"), "must be 0 to 60000"));
+            }
+            Some(r) if role == BotRole::Supervisor && *r.get_ref() > 0.0 => {
+                return Err(self.err(
+                    r.span(),
+                    f("messages_per_minute"),
+                    "supervisors only watch: use 0",
+                ));
+            }
+            Some(r) => *r.get_ref(),
+            None => default_rate,
+        };
+        let burst = match &g.burst {
+            Some(b) if role == BotRole::Supervisor => {
+                return Err(self.err(b.span(), f("burst"), "supervisors only watch"));
+            }
+            Some(b) if !(1..=100).contains(&b.get_ref().size) => {
+                return Err(self.err(b.span(), f("burst.size"), "must be 1 to 100"));
+            }
+            Some(b) if b.get_ref().every.0 < Duration::from_millis(100) => {
+                return Err(self.err(b.span(), f("burst.every"), "must be at least 100ms"));
+            }
+            Some(b) => Some(Burst {
+                size: b.get_ref().size,
+                every: b.get_ref().every.0,
+            }),
+            None => None,
+        };
+        let text_length = self.range(
+            &g.text_length,
+            f("text_length"),
+            Range { min: 10, max: 120 },
+            (1, 10_000),
+        )?;
+        let image_bytes = self.range(
+            &g.image_bytes,
+            f("image_bytes"),
+            Range {
+                min: 1_000,
+                max: 20_000,
+            },
+            (16, 10_000_000),
+        )?;
+        let fraction = |v: &Option<Spanned<f64>>, name: &str| match v {
+            Some(x) if !(0.0..=1.0).contains(x.get_ref()) => {
+                Err(self.err(x.span(), f(name), "must be between 0 and 1"))
+            }
+            Some(x) => Ok(*x.get_ref()),
+            None => Ok(0.0),
+        };
+        let lifetime = match &g.lifetime {
+            Some(l) if l.get_ref().0 < Duration::from_millis(500) => {
+                return Err(self.err(l.span(), f("lifetime"), "must be at least 500ms"));
+            }
+            l => l.as_ref().map(|l| l.get_ref().0),
+        };
+        if lifetime.is_none()
+            && let Some(r) = &g.reconnects
+        {
+            return Err(self.err(r.span(), f("reconnects"), "needs a lifetime"));
+        }
+        Ok(Group {
+            name: g.name.unwrap_or_else(|| format!("{}-{i}", role.as_str())),
+            role,
+            count,
+            tabs,
+            transport: g.transport.unwrap_or_default(),
+            ramp_up: g.ramp_up.map_or(Duration::ZERO, |d| d.0),
+            messages_per_minute: rate,
+            think_time: g.think_time.unwrap_or(ThinkTime::Exponential),
+            burst,
+            text_length,
+            markup_fraction: fraction(&g.markup_fraction, "markup_fraction")?,
+            image_fraction: fraction(&g.image_fraction, "image_fraction")?,
+            image_bytes,
+            typing_probability: fraction(&g.typing_probability, "typing_probability")?,
+            lifetime,
+            offline: g.offline.map_or(Duration::ZERO, |d| d.0),
+            reconnects: g.reconnects.map_or(0, |r| *r.get_ref()),
+        })
+    }
+
+    fn range(
+        &self,
+        raw: &Option<Spanned<RawRange>>,
+        field: String,
+        default: Range,
+        (lo, hi): (u32, u32),
+    ) -> Result<Range, ScenarioError> {
+        let Some(r) = raw else { return Ok(default) };
+        let RawRange { min, max } = *r.get_ref();
+        if min > max || min < lo || max > hi {
+            return Err(self.err(r.span(), field, format!("needs {lo} <= min <= max <= {hi}")));
+        }
+        Ok(Range { min, max })
+    }
+
+    /// The scenario's thresholds, then every violation class it leaves unbounded at 0,
+    /// and `connect.failed` at 0: a run with no `[thresholds]` still fails on a violation.
+    fn thresholds(&self, raw: Thresholds) -> Result<Vec<Threshold>, ScenarioError> {
+        let mut out = Vec::new();
+        for (name, value) in raw.0 {
+            let span = value.span();
+            let field = format!("thresholds.{name}");
+            let limit = match value.into_inner() {
+                Bound::Number(n) => n,
+                Bound::NotANumber => return Err(self.err(span, field, "must be a number")),
+            };
+            let (metric, at_least) = match name.strip_suffix(".min") {
+                Some(base) if is_known_metric(base) => (base.to_owned(), true),
+                _ => match name.strip_suffix(".max") {
+                    Some(base) if is_known_metric(base) => (base.to_owned(), false),
+                    _ => (name, false),
+                },
+            };
+            if !is_known_metric(&metric) {
+                return Err(self.err(
+                    span,
+                    field,
+                    format!("unknown metric `{metric}` (see the README's list of metrics)"),
+                ));
+            }
+            out.push(Threshold {
+                metric,
+                limit,
+                at_least,
+                implicit: false,
+            });
+        }
+        let gate = Violation::ALL
+            .iter()
+            .map(|v| v.name())
+            .chain([Counter::ConnectFailed.name()]);
+        for metric in gate {
+            if !out.iter().any(|t| t.metric == metric && !t.at_least) {
+                out.push(Threshold {
+                    metric: metric.to_owned(),
+                    limit: 0.0,
+                    at_least: false,
+                    implicit: true,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "resolve_tests.rs"]
+mod tests;

@@ -1,0 +1,197 @@
+//! Scenario resolution: defaults, overrides, the default gate, and errors at the right place.
+
+use super::*;
+
+const GOOD: &str = r#"
+[scenario]
+name = "t"
+description = "a test"
+duration = "5s"
+
+[[bots]]
+role = "operator"
+count = 2
+tabs = 2
+
+[[bots]]
+role = "client"
+count = 10
+messages_per_minute = 6
+transport = "polling"
+
+[thresholds]
+lost = 0
+fanout.p99_ms = 50
+"#;
+
+fn plan(src: &str) -> Plan {
+    resolve(Path::new("s.toml"), src, &Overrides::default()).expect("valid")
+}
+
+fn err(src: &str) -> String {
+    resolve(Path::new("s.toml"), src, &Overrides::default())
+        .expect_err("invalid")
+        .to_string()
+}
+
+#[test]
+fn parses_and_normalizes() {
+    let p = plan(GOOD);
+    assert_eq!(p.groups.len(), 2);
+    assert_eq!(p.groups[0].tabs, 2);
+    assert_eq!(p.groups[0].transport, wire::Transport::Websocket);
+    assert_eq!(p.groups[1].transport, wire::Transport::Polling);
+    assert_eq!(p.groups[1].messages_per_minute, 6.0);
+    assert_eq!(p.target, Target::Embedded);
+    assert_eq!(p.peak_sockets(), 14);
+    assert_eq!(p.drain, DEFAULT_DRAIN);
+    let written: Vec<&str> = p
+        .thresholds
+        .iter()
+        .filter(|t| !t.implicit)
+        .map(|t| t.metric.as_str())
+        .collect();
+    assert_eq!(written, ["fanout.p99_ms", "lost"]);
+}
+
+#[test]
+fn every_violation_class_is_gated_at_zero_unless_the_scenario_says_otherwise() {
+    let p = plan(&GOOD.replace("lost = 0", "lost = 5"));
+    for v in Violation::ALL {
+        let t: Vec<&Threshold> = p
+            .thresholds
+            .iter()
+            .filter(|t| t.metric == v.name())
+            .collect();
+        assert_eq!(t.len(), 1, "{v} bounded once");
+        let expected = if v == Violation::Lost { 5.0 } else { 0.0 };
+        assert_eq!(t[0].limit, expected, "{v}");
+        assert_eq!(t[0].implicit, v != Violation::Lost, "{v}");
+    }
+    assert!(
+        p.thresholds
+            .iter()
+            .any(|t| t.metric == "connect.failed" && t.implicit)
+    );
+    // no [thresholds] at all: the gate alone
+    let bare = GOOD.split("[thresholds]").next().expect("head");
+    assert_eq!(plan(bare).thresholds.len(), Violation::ALL.len() + 1);
+}
+
+#[test]
+fn overrides_are_resolved_once_flag_over_file() {
+    let o = Overrides {
+        seed: Some(99),
+        duration: Some(Duration::from_secs(1)),
+        scale: Some(2.5),
+        targets: vec!["http://127.0.0.1:9/chat".into()],
+    };
+    let p = resolve(Path::new("s.toml"), GOOD, &o).expect("valid");
+    assert_eq!(p.seed, 99);
+    assert_eq!(p.duration, Duration::from_secs(1));
+    assert_eq!(p.groups[0].count, 5);
+    assert_eq!(p.groups[1].count, 25);
+    assert!(
+        matches!(&p.target, Target::External { urls, .. } if urls == &["http://127.0.0.1:9/chat"])
+    );
+    let bad = Overrides {
+        targets: vec!["ftp://x".into()],
+        ..Overrides::default()
+    };
+    let e = resolve(Path::new("s.toml"), GOOD, &bad).expect_err("bad flag");
+    assert!(e.to_string().starts_with("--target"), "{e}");
+    let bad = Overrides {
+        scale: Some(0.0),
+        ..Overrides::default()
+    };
+    assert!(resolve(Path::new("s.toml"), GOOD, &bad).is_err());
+}
+
+#[test]
+fn unknown_field_names_line_column_and_field() {
+    let e = err(&GOOD.replace("tabs = 2", "tabz = 2"));
+    assert!(e.starts_with("s.toml:10:1: `bots[0].tabz`"), "{e}");
+    assert!(e.contains("unknown field"), "{e}");
+}
+
+#[test]
+fn wrong_types_name_the_field_at_its_value() {
+    let e = err(&GOOD.replace("count = 10", "count = \"ten\""));
+    assert!(e.starts_with("s.toml:14:9: `bots[1].count`"), "{e}");
+    let e = err(&GOOD.replace("role = \"client\"", "role = \"admin\""));
+    assert!(e.starts_with("s.toml:13:8: `bots[1].role`"), "{e}");
+    assert!(e.contains("operator") && e.contains("supervisor"), "{e}");
+    let e = err(&GOOD.replace("duration = \"5s\"", "duration = \"soon\""));
+    assert!(e.starts_with("s.toml:5:12: `scenario.duration`"), "{e}");
+    assert!(e.contains("not a duration"), "{e}");
+    let e = err(&GOOD.replace("\"polling\"", "\"carrier-pigeon\""));
+    assert!(e.starts_with("s.toml:16:13: `bots[1].transport`"), "{e}");
+}
+
+#[test]
+fn invalid_values_point_at_the_value() {
+    let e = err(&GOOD.replace("count = 10", "count = 0"));
+    assert!(
+        e.starts_with("s.toml:14:9: `bots[1].count`: must be at least 1"),
+        "{e}"
+    );
+    let e = err(&GOOD.replace("tabs = 2", "tabs = 17"));
+    assert!(e.starts_with("s.toml:10:8: `bots[0].tabs`"), "{e}");
+    let e = err(&GOOD.replace(
+        "messages_per_minute = 6",
+        "messages_per_minute = 6\nburst = { size = 0, every = \"1s\" }",
+    ));
+    assert!(e.contains("`bots[1].burst.size`"), "{e}");
+}
+
+#[test]
+fn inline_tables_point_at_the_right_line() {
+    let src = "[scenario]\nname = \"i\"\nduration = \"1s\"\nbots = 1\n";
+    assert!(
+        err(src).contains("unknown field"),
+        "bots belongs at the top level"
+    );
+    let src = "bots = [\n  { role = \"client\", count = 1 },\n  { role = \"client\", count = 0 },\n]\n\n[scenario]\nname = \"i\"\nduration = \"1s\"\n";
+    let e = err(src);
+    assert!(
+        e.starts_with("s.toml:3:30: `bots[1].count`: must be at least 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_threshold_metric_is_an_error_at_its_line() {
+    let e = err(&GOOD.replace("lost = 0", "lots = 0"));
+    assert!(e.contains("unknown metric `lots`"), "{e}");
+    assert!(e.starts_with("s.toml:19:8: `thresholds.lots`"), "{e}");
+    let e = err(&GOOD.replace("fanout.p99_ms = 50", "fanout.p99_ms = \"fast\""));
+    assert!(
+        e.contains("`thresholds.fanout.p99_ms`: must be a number"),
+        "{e}"
+    );
+    let p = plan(&GOOD.replace("lost = 0", "send_lag.p99_ms = 0.1\nfanout.count.min = 1"));
+    assert!(p.thresholds.iter().any(|t| t.metric == "send_lag.p99_ms"));
+    assert!(
+        p.thresholds
+            .iter()
+            .any(|t| t.metric == "fanout.count" && t.at_least)
+    );
+}
+
+#[test]
+fn external_target_needs_a_proper_url() {
+    let src = format!("{GOOD}\n[target]\nurl = \"127.0.0.1:3001\"\njwt_secret = \"x\"\n");
+    let e = err(&src);
+    assert!(e.contains("`target.url`"), "{e}");
+    let src =
+        format!("{GOOD}\n[target]\nurl = \"http://127.0.0.1:3001/chat\"\njwt_secret = \"x\"\n");
+    assert!(
+        matches!(plan(&src).target, Target::External { ref jwt_secret, .. } if jwt_secret == "x")
+    );
+}
+
+#[test]
+fn a_scenario_without_bots_is_refused() {
+    let e = err("[scenario]\nname = \"n\"\nduration = \"1s\"\n");
+    assert!(e.contains("`bots`") && e.contains("at least one"), "{e}");
+}
