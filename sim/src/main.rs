@@ -34,6 +34,7 @@ fn main() -> ExitCode {
                 seed,
                 duration,
                 scale,
+                jwt_secret: None,
             },
             out,
             progress: !no_progress,

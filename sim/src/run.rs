@@ -49,9 +49,11 @@ impl RunOptions {
         }
     }
 
-    /// The same run against `url` instead of the scenario's target.
-    pub fn against(mut self, url: impl Into<String>) -> Self {
+    /// The same run against `url` instead of the scenario's target, signing operator
+    /// tokens with `jwt_secret`.
+    pub fn against(mut self, url: impl Into<String>, jwt_secret: &str) -> Self {
         self.overrides.targets = vec![url.into()];
+        self.overrides.jwt_secret = Some(jwt_secret.to_owned());
         self
     }
 }

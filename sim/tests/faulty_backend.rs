@@ -1,104 +1,170 @@
-//! The checker is proven able to fail: against a backend that breaks every rule, each
-//! violation class is counted above zero and the run fails (exit 1).
+//! The verdicts against backends with exactly one fault: `smoke.toml` against the reference
+//! relay behind a fault proxy (or with a budget 5 % off what it promises) fails on exactly
+//! the class of that fault, every class of the fourteen; against the same relay with no
+//! fault, or delaying everything by 300 ms, it reports no violation at all.
 
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
+use common::fault_proxy::{self, Fault};
+use reports::model::{RunResult, Violation};
 use sim::run::{RunOptions, run};
 
-const SCENARIO: &str = r#"
-[scenario]
-name = "faulty"
-description = "every check against a broken backend"
-duration = "5s"
-drain = "2s"
-seed = 3
+/// The budget smoke.toml promises (its `[relay]`).
+const BUDGET: u32 = 60;
 
-[relay]
-rate_limit_per_minute = 20
-
-[[bots]]
-name = "operators"
-role = "operator"
-count = 3
-messages_per_minute = 90
-markup_fraction = 0.5
-
-[[bots]]
-name = "spammer"
-role = "operator"
-count = 1
-messages_per_minute = 600
-think_time = "constant"
-
-[[bots]]
-name = "visitors"
-role = "client"
-count = 8
-ramp_up = "500ms"
-messages_per_minute = 30
-
-[thresholds]
-violations = 0
-"#;
-
-fn write_scenario(dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("faulty.toml");
-    std::fs::write(&path, SCENARIO).expect("write scenario");
-    path
+/// Runs smoke against the relay (with budget `budget`) behind `fault`.
+async fn smoke(fault: Fault, budget: u32, tag: &str) -> RunResult {
+    let (relay, _stop) = common::relay(budget).await;
+    let proxy = fault_proxy::start(relay, fault).await;
+    let dir = common::temp_dir(&format!("fault-{tag}"));
+    let opts = RunOptions::new(common::scenarios_dir().join("smoke.toml"), dir)
+        .against(format!("http://{}/chat", proxy.addr), common::SECRET);
+    run(opts).await.expect("the run happens").result
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_violation_class_is_counted_against_a_broken_backend() {
-    let (addr, _server) = common::faulty::start().await;
-    let dir = common::temp_dir("faulty");
-    let outcome = run(RunOptions::new(write_scenario(&dir), dir.join("out"))
-        .against(format!("http://{addr}/chat")))
-    .await
-    .expect("run happens");
-    let c = &outcome.result.counters;
-    for class in [
-        "lost",
-        "duplicated",
-        "leaked",
-        "misattributed",
-        "echoed",
-        "reordered",
-        "unsanitized",
-        "rate_limit.wrongly_delivered",
-    ] {
-        assert!(c[class] > 0, "{class} not detected: {c:?}");
-        assert!(
-            outcome
-                .result
-                .examples
-                .get(class)
-                .is_some_and(|e| !e.is_empty()),
-            "no example for {class}"
+/// The run failed on `class` and on no other violation class.
+fn fails_on_exactly(r: &RunResult, class: Violation, fault: Fault) {
+    assert!(!r.passed, "{fault:?}: the run passed");
+    assert!(
+        r.counters[class.name()] > 0,
+        "{fault:?}: no {class}: {:?}",
+        r.counters
+    );
+    assert!(
+        r.examples.get(class.name()).is_some_and(|e| !e.is_empty()),
+        "{fault:?}: no example of {class}"
+    );
+    for other in Violation::ALL.into_iter().filter(|v| *v != class) {
+        assert_eq!(
+            r.counters[other.name()],
+            0,
+            "{fault:?} is reported as {other} too: {:?}",
+            r.examples.get(other.name())
         );
     }
-    assert!(!outcome.result.passed);
-    assert!(outcome.result_path.exists());
+    let failed: Vec<&str> = r
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed && Violation::from_name(&t.metric).is_some())
+        .map(|t| t.metric.as_str())
+        .collect();
+    assert_eq!(failed, [class.name()], "{fault:?}: failed class thresholds");
+}
+
+/// Runs every case at once (each is light) and checks each.
+async fn check(cases: &[(Fault, Violation)]) {
+    let runs = cases.iter().enumerate().map(|(i, (fault, _))| {
+        let fault = *fault;
+        tokio::spawn(async move { smoke(fault, BUDGET, &format!("{i}-{fault:?}")).await })
+    });
+    let results = futures_join(runs).await;
+    for ((fault, class), r) in cases.iter().zip(results) {
+        fails_on_exactly(&r, *class, *fault);
+    }
+}
+
+async fn futures_join<T>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in tasks.collect::<Vec<_>>() {
+        out.push(t.await.expect("run task"));
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_binary_exits_1_when_a_threshold_fails() {
-    let (addr, _server) = common::faulty::start().await;
-    let dir = common::temp_dir("faulty-bin");
-    let scenario = write_scenario(&dir);
+async fn delivery_faults_are_named() {
+    check(&[
+        (Fault::DropRecipient, Violation::Lost),
+        (Fault::Duplicate, Violation::Duplicated),
+        (Fault::ReorderHold, Violation::Reordered),
+        (Fault::Misattribute, Violation::Misattributed),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_and_content_faults_are_named() {
+    check(&[
+        (Fault::LeakToVisitor, Violation::Leaked),
+        (Fault::EchoToSender, Violation::Echoed),
+        (Fault::SkipSanitizing, Violation::Unsanitized),
+        (Fault::Malformed, Violation::Malformed),
+    ])
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_connection_faults_are_named() {
+    check(&[
+        (Fault::SkipPresence, Violation::PresenceMissed),
+        (Fault::DuplicatePresence, Violation::PresenceDuplicated),
+        (Fault::WrongList, Violation::PresenceListMismatch),
+        (Fault::CloseConnection, Violation::DisconnectedUnexpected),
+    ])
+    .await;
+}
+
+/// A budget 5 % looser than promised delivers what it should refuse; 5 % tighter refuses
+/// what it should deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_faults_are_named() {
+    let loose = tokio::spawn(smoke(Fault::None, BUDGET * 105 / 100, "loose"));
+    let tight = tokio::spawn(smoke(Fault::None, BUDGET * 95 / 100, "tight"));
+    let (loose, tight) = (loose.await.expect("run"), tight.await.expect("run"));
+    fails_on_exactly(&loose, Violation::RateLimitWronglyDelivered, Fault::None);
+    fails_on_exactly(&tight, Violation::RateLimitWronglyRejected, Fault::None);
+}
+
+/// The proxy itself is invisible, and a backend that takes 300 ms for everything is slow,
+/// not wrong: no violation of any class, only latency thresholds fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correct_backends_pass_even_slow_ones() {
+    let plain = tokio::spawn(smoke(Fault::None, BUDGET, "none"));
+    let slow = tokio::spawn(smoke(
+        Fault::Slow(Duration::from_millis(300)),
+        BUDGET,
+        "slow",
+    ));
+    let (plain, slow) = (plain.await.expect("run"), slow.await.expect("run"));
+    let failed: Vec<_> = plain.thresholds.iter().filter(|t| !t.passed).collect();
+    assert!(plain.passed, "failed: {failed:?}\n{:?}", plain.examples);
+    for v in Violation::ALL {
+        assert_eq!(
+            slow.counters[v.name()],
+            0,
+            "slow backend: {v}: {:?}",
+            slow.examples.get(v.name())
+        );
+    }
+    let latency_only = slow
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed)
+        .all(|t| t.metric.ends_with("_ms"));
+    assert!(latency_only, "{:?}", slow.thresholds);
+    let j = slow.judging.as_ref().expect("tolerances");
+    assert!(
+        j.slowest_message_ms >= 300.0 && j.leave_grace_ms >= 650.0,
+        "{j:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exits_1_naming_the_class() {
+    let (relay, _stop) = common::relay(BUDGET).await;
+    let proxy = fault_proxy::start(relay, Fault::Duplicate).await;
+    let dir = common::temp_dir("fault-bin");
+    let smoke = common::scenarios_dir().join("smoke.toml");
+    let url = format!("http://{}/chat", proxy.addr);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_sim"))
-            .args([
-                "run",
-                &scenario.display().to_string(),
-                "--no-progress",
-                "--duration",
-                "2s",
-            ])
-            .args(["--target", &format!("http://{addr}/chat")])
-            .arg("--out")
+            .args(["run", &smoke.display().to_string(), "--no-progress"])
+            .args(["--target", &url, "--out"])
             .arg(dir.join("out"))
+            .env("RELAY_JWT_SECRET", common::SECRET)
             .output()
             .expect("sim runs")
     })
@@ -111,5 +177,7 @@ async fn the_binary_exits_1_when_a_threshold_fails() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("FAIL  faulty"), "{stdout}");
+    assert!(stdout.contains("FAIL  smoke"), "{stdout}");
+    assert!(stdout.contains("FAIL duplicated"), "{stdout}");
+    assert!(stdout.contains("e.g. duplicated:"), "{stdout}");
 }

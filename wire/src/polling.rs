@@ -22,13 +22,18 @@ use crate::WireError;
 use crate::endpoint::Endpoint;
 use crate::packet::{Open, SEPARATOR, clip};
 
-/// One keep-alive HTTP/1.1 connection.
+/// One keep-alive HTTP/1.1 connection, opened again when the server closed it while idle
+/// (Node's HTTP server does after 5 s).
 struct Http {
     send: SendRequest<Full<Bytes>>,
     driver: JoinHandle<()>,
-    host: String,
+    endpoint: Endpoint,
+    source: Option<IpAddr>,
     origin: Option<String>,
 }
+
+/// A request that never reached the server: safe to send again.
+struct Unsent;
 
 impl Http {
     async fn open(
@@ -36,6 +41,20 @@ impl Http {
         source: Option<IpAddr>,
         origin: Option<&str>,
     ) -> Result<Self, WireError> {
+        let (send, driver) = Self::connect(endpoint, source).await?;
+        Ok(Self {
+            send,
+            driver,
+            endpoint: endpoint.clone(),
+            source,
+            origin: origin.map(str::to_owned),
+        })
+    }
+
+    async fn connect(
+        endpoint: &Endpoint,
+        source: Option<IpAddr>,
+    ) -> Result<(SendRequest<Full<Bytes>>, JoinHandle<()>), WireError> {
         let tcp = crate::ws::tcp(endpoint, source).await?;
         let (send, conn) = http1::handshake(TokioIo::new(tcp))
             .await
@@ -43,57 +62,84 @@ impl Http {
         let driver = tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Self {
-            send,
-            driver,
-            host: endpoint.host.clone(),
-            origin: origin.map(str::to_owned),
-        })
+        Ok((send, driver))
     }
 
-    /// The body of a successful request; any other status is an error.
+    async fn reconnect(&mut self) -> Result<(), WireError> {
+        let (send, driver) = Self::connect(&self.endpoint, self.source).await?;
+        self.driver.abort();
+        self.send = send;
+        self.driver = driver;
+        Ok(())
+    }
+
+    /// The body of a successful request; any other status is an error. A request that
+    /// never left because the idle connection had been closed goes out on a new one.
     async fn request(
         &mut self,
         method: Method,
         target: &str,
         body: Bytes,
     ) -> Result<Bytes, WireError> {
+        if self.send.is_closed() {
+            self.reconnect().await?;
+        }
+        match self
+            .request_once(method.clone(), target, body.clone())
+            .await
+        {
+            Ok(result) => result,
+            Err(Unsent) => {
+                self.reconnect().await?;
+                self.request_once(method, target, body)
+                    .await
+                    .unwrap_or_else(|Unsent| {
+                        Err(WireError::Io("the HTTP connection closed".into()))
+                    })
+            }
+        }
+    }
+
+    async fn request_once(
+        &mut self,
+        method: Method,
+        target: &str,
+        body: Bytes,
+    ) -> Result<Result<Bytes, WireError>, Unsent> {
         let mut req = Request::builder()
             .method(method)
             .uri(target)
-            .header(hyper::header::HOST, &self.host);
+            .header(hyper::header::HOST, &self.endpoint.host);
         if let Some(o) = &self.origin {
             req = req.header(hyper::header::ORIGIN, o);
         }
         if !body.is_empty() {
             req = req.header(hyper::header::CONTENT_TYPE, "text/plain;charset=UTF-8");
         }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| WireError::Protocol(e.to_string()))?;
-        self.send
-            .ready()
-            .await
-            .map_err(|e| WireError::Io(e.to_string()))?;
-        let response = self
-            .send
-            .send_request(req)
-            .await
-            .map_err(|e| WireError::Io(e.to_string()))?;
+        let req = match req.body(Full::new(body)) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(WireError::Protocol(e.to_string()))),
+        };
+        if self.send.ready().await.is_err() {
+            return Err(Unsent);
+        }
+        let response = match self.send.send_request(req).await {
+            Ok(r) => r,
+            Err(e) if e.is_canceled() => return Err(Unsent),
+            Err(e) => return Ok(Err(WireError::Io(e.to_string()))),
+        };
         let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| WireError::Io(e.to_string()))?
-            .to_bytes();
+        let bytes = match response.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return Ok(Err(WireError::Io(e.to_string()))),
+        };
         if status != 200 {
-            return Err(WireError::Http {
+            return Ok(Err(WireError::Http {
                 status,
                 body: clip(&String::from_utf8_lossy(&bytes)).to_owned(),
-            });
+            }));
         }
-        Ok(bytes)
+        Ok(Ok(bytes))
     }
 }
 
@@ -313,16 +359,28 @@ async fn post_loop(
     mut http: Http,
     target: String,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
-    mut pause: oneshot::Receiver<()>,
+    pause: oneshot::Receiver<()>,
 ) {
+    // a dropped session is no pause: what its senders still send must go out
+    let mut pause = Some(pause);
     loop {
+        let paused = async {
+            match pause.as_mut() {
+                Some(p) => p.await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         let first = tokio::select! {
             biased;
             p = rx.recv() => match p {
                 Some(p) => p,
                 None => return,
             },
-            _ = &mut pause => {
+            asked = paused => {
+                if !asked {
+                    pause = None;
+                    continue;
+                }
                 // send what is already queued, then stop
                 let mut rest = Vec::new();
                 while let Ok(p) = rx.try_recv() {

@@ -250,6 +250,9 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     /// `--scale`: multiplies every group's bot count.
     pub scale: Option<f64>,
+    /// The JWT secret for an external target, over the file's and the environment's
+    /// (for embedding the simulator, e.g. in tests; the command line reads the environment).
+    pub jwt_secret: Option<String>,
 }
 
 /// Reads and resolves a scenario file.

@@ -103,7 +103,10 @@ impl Resolver<'_> {
             }
         };
         let drain = meta.drain.map_or(DEFAULT_DRAIN, |d| d.get_ref().0);
-        let target = self.target(raw.target, &o.targets)?;
+        let mut target = self.target(raw.target, &o.targets)?;
+        if let (Target::External { jwt_secret, .. }, Some(s)) = (&mut target, &o.jwt_secret) {
+            jwt_secret.clone_from(s);
+        }
         let limits = self.limits(raw.relay.map(Spanned::into_inner).unwrap_or_default())?;
         let scale = match o.scale {
             Some(s) if !(s.is_finite() && s > 0.0 && s <= 1000.0) => {

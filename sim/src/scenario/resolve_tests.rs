@@ -85,6 +85,7 @@ fn overrides_are_resolved_once_flag_over_file() {
         duration: Some(Duration::from_secs(1)),
         scale: Some(2.5),
         targets: vec!["http://127.0.0.1:9/chat".into()],
+        jwt_secret: Some("s3cret".into()),
     };
     let p = resolve(Path::new("s.toml"), GOOD, &o).expect("valid");
     assert_eq!(p.seed, 99);
