@@ -104,7 +104,7 @@ fn scenario(h: &mut String, r: &RunResult) {
     };
     let _ = write!(
         h,
-        r#"<h2 id="scenario">Scenario and target</h2><div class="grid"><div class="card"><b>scenario</b> {}<br>file <code>{}</code><br>duration {} s, drain {} s, seed {}{}</div><div class="card"><b>target</b> {}<br>sim {} on {} cores, {}<br>started {}, wall {:.1} s<br>sim CPU {} s, peak RSS {} KiB</div></div>"#,
+        r#"<h2 id="scenario">Scenario and target</h2><div class="grid"><div class="card"><b>scenario</b> {}<br>file <code>{}</code><br>duration {} s, drain {} s, seed {}{}</div><div class="card"><b>target</b> {}<br>sim {} on {} cores, {}<br>started {}, wall {:.1} s<br>sim CPU {} s, peak RSS {} KiB<br>pacer: {}</div></div>"#,
         escape(&s.name),
         escape(&s.file),
         s.duration_s,
@@ -122,6 +122,7 @@ fn scenario(h: &mut String, r: &RunResult) {
         e.wall_s,
         e.sim_cpu_s.map_or("?".into(), |c| format!("{c:.2}")),
         e.sim_peak_rss_kib.map_or("?".into(), |k| k.to_string()),
+        escape(e.pacer.as_deref().unwrap_or("?")),
     );
     h.push_str(r#"<table id="groups"><tr><th>bot group</th><th>role</th><th>bots</th><th>tabs</th><th>messages/min each</th><th>transport</th></tr>"#);
     for g in &s.groups {

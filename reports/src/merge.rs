@@ -195,6 +195,7 @@ pub(crate) mod tests {
                 wall_s: 11.0,
                 sim_cpu_s: Some(1.0),
                 sim_peak_rss_kib: Some(100),
+                pacer: None,
             },
             counters,
             send_lag: Some(hdr::summarize(&h)),

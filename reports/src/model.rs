@@ -138,6 +138,9 @@ pub struct Environment {
     pub sim_cpu_s: Option<f64>,
     /// Peak resident memory of the simulator process, KiB; embedded runs include the relay.
     pub sim_peak_rss_kib: Option<u64>,
+    /// How the sending thread ran (priority, timer slack), which bounds the send lag.
+    #[serde(default)]
+    pub pacer: Option<String>,
 }
 
 /// Latency of one path, from the intended send time and as raw service time.

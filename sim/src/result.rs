@@ -13,7 +13,7 @@ use crate::ledger::Ledger;
 use crate::scenario::{Plan, Target};
 
 /// Where and how a run went, besides what the ledger holds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Context {
     /// Wall-clock start.
     pub started: SystemTime,
@@ -23,6 +23,8 @@ pub struct Context {
     pub embedded: bool,
     /// Ctrl-C cut it short.
     pub interrupted: bool,
+    /// How the pacer ran.
+    pub pacer: String,
 }
 
 /// The result of a run of `plan` whose ledger is final.
@@ -87,6 +89,7 @@ pub fn build(
             wall_s: cx.wall.as_secs_f64(),
             sim_cpu_s: own_cpu_seconds(),
             sim_peak_rss_kib: own_peak_rss_kib(),
+            pacer: Some(cx.pacer.clone()),
         },
         counters: ledger.counters(),
         paths: ledger.histograms().summaries(),
@@ -203,10 +206,11 @@ pub fn summary(result: &RunResult) -> String {
     let env = &result.environment;
     let _ = writeln!(
         out,
-        "\n  wall {:.1} s, sim CPU {} s, sim peak RSS {} KiB",
+        "\n  wall {:.1} s, sim CPU {} s, sim peak RSS {} KiB, pacer: {}",
         env.wall_s,
         env.sim_cpu_s.map_or("?".into(), |c| format!("{c:.2}")),
-        env.sim_peak_rss_kib.map_or("?".into(), |r| r.to_string())
+        env.sim_peak_rss_kib.map_or("?".into(), |r| r.to_string()),
+        env.pacer.as_deref().unwrap_or("?")
     );
     for (name, value) in &result.counters {
         if *value > 0 || name == "violations" {

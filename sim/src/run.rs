@@ -199,6 +199,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
             abort.abort();
         }
     }
+    let pacer_info = pacer.describe();
     pacer.stop();
     drop(shared);
     let (ledger, series) = aggregator
@@ -217,6 +218,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
             wall: start.elapsed(),
             embedded,
             interrupted,
+            pacer: pacer_info,
         },
     );
     if shard.count > 1 {
