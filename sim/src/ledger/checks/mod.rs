@@ -6,6 +6,8 @@ mod attribution;
 mod connections;
 mod exactly_once;
 mod leaks;
+mod operator_presence;
+mod operators_list;
 mod order;
 mod presence;
 mod rate_limit;
@@ -17,6 +19,8 @@ pub use attribution::Attribution;
 pub use connections::Connections;
 pub use exactly_once::ExactlyOnce;
 pub use leaks::Leaks;
+pub use operator_presence::OperatorPresence;
+pub use operators_list::OperatorsList;
 pub use order::Order;
 pub use presence::Presence;
 pub use rate_limit::RateLimit;
@@ -28,6 +32,13 @@ use super::registry::{Registry, SocketInfo};
 use super::tally::Tally;
 use crate::metrics::{Path, PathHistograms};
 use crate::record::{MsgId, Observed, Record, SocketKey};
+
+/// Records a presence event `d` after its cause: latency and evidence.
+fn presence_latency(cx: &mut Cx<'_>, d: std::time::Duration) {
+    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    cx.histograms.record(Path::Presence, us, us);
+    cx.evidence.presence(d);
+}
 
 /// What a check lets happen to a delivery after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +117,12 @@ pub struct Checks {
     pub order: Order,
     /// Deliveries over budget and refusals within it.
     pub rate_limit: RateLimit,
-    /// Presence events and the operators list.
+    /// `newChat` and `chatEnded`.
     pub presence: Presence,
+    /// `operatorConnected` and `operatorDisconnected`.
+    pub operator_presence: OperatorPresence,
+    /// The final operators list.
+    pub operators_list: OperatorsList,
     /// Unparseable payloads and connections the backend closed.
     pub connections: Connections,
 }
@@ -122,14 +137,16 @@ impl Checks {
             attribution: Attribution,
             order: Order::default(),
             rate_limit: RateLimit::new(rate_limit_per_minute),
-            presence: Presence::new(sharded),
+            presence: Presence::default(),
+            operator_presence: OperatorPresence::default(),
+            operators_list: OperatorsList::new(sharded),
             connections: Connections,
         }
     }
 
     /// Every check, in judging order: the rate limit settles before losses are judged, the
     /// duplicate check runs before any other looks at a delivery.
-    pub fn all(&mut self) -> [&mut dyn Check; 8] {
+    pub fn all(&mut self) -> [&mut dyn Check; 10] {
         [
             &mut self.rate_limit,
             &mut self.exactly_once,
@@ -138,6 +155,8 @@ impl Checks {
             &mut self.attribution,
             &mut self.order,
             &mut self.presence,
+            &mut self.operator_presence,
+            &mut self.operators_list,
             &mut self.connections,
         ]
     }

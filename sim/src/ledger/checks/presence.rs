@@ -1,21 +1,13 @@
-//! Presence: every operator socket that was there gets `newChat` and `chatEnded` for every
-//! visitor, and `operatorConnected` / `operatorDisconnected` for every other operator's
-//! first and last tab; nothing is announced twice; the final operators list is right.
-//!
-//! "First" and "last" tab come from what the ledger knows: an operator is online from the
-//! moment its first tab's `join` left until its last tab began to close. Tabs whose gap is
-//! shorter than the presence grace are one online span (the backend may or may not have
-//! seen zero tabs in between, so neither answer is wrong there). An operator with a tab
-//! whose join was never confirmed is not judged.
+//! Visitors' presence: every operator socket that was there gets `newChat` when a visitor
+//! joins and `chatEnded` when it leaves, each once.
 
-use std::collections::{BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::Instant;
 
 use reports::model::Violation;
 
-use super::{Check, Cx};
-use crate::ledger::registry::{Registry, SocketInfo};
-use crate::metrics::Path;
+use super::{Check, Cx, presence_latency};
+use crate::ledger::registry::Registry;
 use crate::record::{Observed, Record, SocketKey};
 
 /// One bit per operator socket (by its dense index).
@@ -48,29 +40,13 @@ struct Chat {
     ended: Bits,
 }
 
-/// Presence events and the operators list.
-#[derive(Debug)]
+/// `newChat` and `chatEnded`.
+#[derive(Debug, Default)]
 pub struct Presence {
-    sharded: bool,
     chats: HashMap<SocketKey, Chat>,
-    /// What each observer was told about each operator id: (online, when), in order.
-    told: HashMap<(SocketKey, u64), Vec<(bool, Instant)>>,
-    list_requested: Option<(SocketKey, Instant)>,
-    list_answered: bool,
 }
 
 impl Presence {
-    /// For a run whose other shards' operators may appear in the list (`sharded`).
-    pub fn new(sharded: bool) -> Self {
-        Self {
-            sharded,
-            chats: HashMap::new(),
-            told: HashMap::new(),
-            list_requested: None,
-            list_answered: false,
-        }
-    }
-
     /// `chatEnded`s still owed to operator sockets that are open, for visitors that began
     /// to leave at or after `since`: what the closing phase waits for.
     pub fn outstanding_chat_ended(&self, registry: &Registry, since: Instant) -> u64 {
@@ -129,75 +105,7 @@ impl Presence {
             .get(vk)
             .and_then(|v| if started { Some(v.joining) } else { v.leaving });
         if let Some(cause) = cause.filter(|c| *c <= at) {
-            latency(cx, at - cause);
-        }
-    }
-
-    fn operator_event(
-        &mut self,
-        observer: SocketKey,
-        at: Instant,
-        operator_id: u64,
-        online: bool,
-        cx: &mut Cx<'_>,
-    ) {
-        let Some(o) = cx.registry.get(observer) else {
-            return;
-        };
-        let log = self.told.entry((observer, operator_id)).or_default();
-        if log.last().is_some_and(|(was, _)| *was == online) {
-            let event = if online {
-                "operatorConnected"
-            } else {
-                "operatorDisconnected"
-            };
-            cx.tally
-                .violation(Violation::PresenceDuplicated, None, &o.sid, at, || {
-                    format!("{event} {operator_id} twice in a row")
-                });
-        }
-        log.push((online, at));
-        // latency from the nearest cause: the latest tab join (or departure) before it
-        let cause = cx
-            .registry
-            .tabs_of(operator_id)
-            .iter()
-            .filter_map(|k| cx.registry.get(*k))
-            .filter_map(|t| if online { Some(t.joining) } else { t.leaving })
-            .filter(|c| *c <= at)
-            .max();
-        if let Some(cause) = cause {
-            latency(cx, at - cause);
-        }
-    }
-
-    fn check_list(&mut self, socket: SocketKey, at: Instant, listed: &[u64], cx: &mut Cx<'_>) {
-        let mut online = BTreeSet::new();
-        let mut own = BTreeSet::new();
-        for (id, tabs) in cx.registry.tabs() {
-            own.insert(id);
-            if tabs
-                .iter()
-                .filter_map(|k| cx.registry.get(*k))
-                .any(|t| t.online())
-            {
-                online.insert(id);
-            }
-        }
-        let got: BTreeSet<u64> = listed.iter().copied().collect();
-        let judged: BTreeSet<u64> = if self.sharded {
-            // other shards' operators are listed too: judge this shard's own
-            got.intersection(&own).copied().collect()
-        } else {
-            got.clone()
-        };
-        if judged != online || listed.len() != got.len() {
-            let sid = cx.registry.sid(socket);
-            let n = listed.len();
-            cx.tally
-                .violation(Violation::PresenceListMismatch, None, sid, at, || {
-                    format!("listed {got:?} ({n} entries), online {online:?}")
-                });
+            presence_latency(cx, at - cause);
         }
     }
 
@@ -232,137 +140,29 @@ impl Presence {
                 .violation(Violation::PresenceMissed, None, &sid, at, || detail);
         }
     }
-
-    /// Every operator's arrival and departure at every other operator socket owed them.
-    fn missed_operators(&self, cx: &mut Cx<'_>) {
-        let grace = cx.evidence.presence_grace();
-        let mut missed = Vec::new();
-        for (id, tabs) in cx.registry.tabs() {
-            let Some(spans) = spans(tabs.iter().filter_map(|k| cx.registry.get(*k)), grace) else {
-                continue;
-            };
-            for (n, &(start, end)) in spans.iter().enumerate() {
-                let next = spans.get(n + 1).map(|s| s.0);
-                let before_next = |t: Instant| next.is_none_or(|nx| t < nx);
-                for (ok, o) in cx.registry.operators() {
-                    if o.operator.as_ref().is_some_and(|(oid, _)| *oid == id) {
-                        continue;
-                    }
-                    let log = self.told.get(&(ok, id)).map(Vec::as_slice).unwrap_or(&[]);
-                    let got = |online: bool, from: Instant| {
-                        log.iter()
-                            .any(|(on, t)| *on == online && *t >= from && before_next(*t))
-                    };
-                    if o.owed_at(start, grace) && !got(true, start) {
-                        missed.push((
-                            o.sid.clone(),
-                            start,
-                            format!("no operatorConnected for {id}"),
-                        ));
-                    }
-                    if let Some(end) = end
-                        && o.owed_at(end, grace)
-                        && !got(false, end.checked_sub(grace).unwrap_or(end).max(start))
-                    {
-                        missed.push((
-                            o.sid.clone(),
-                            end,
-                            format!("no operatorDisconnected for {id}"),
-                        ));
-                    }
-                }
-            }
-        }
-        for (sid, at, detail) in missed {
-            cx.tally
-                .violation(Violation::PresenceMissed, None, &sid, at, || detail);
-        }
-    }
-}
-
-/// An operator's online spans (from a tab's `join` to the last tab's departure; `None` for
-/// still online), tabs closer than `grace` merged; `None` when a tab's join was never
-/// confirmed (the backend may or may not count it).
-fn spans<'a>(
-    tabs: impl Iterator<Item = &'a SocketInfo>,
-    grace: Duration,
-) -> Option<Vec<(Instant, Option<Instant>)>> {
-    let mut intervals: Vec<(Instant, Option<Instant>)> = Vec::new();
-    for t in tabs {
-        if t.refused {
-            continue;
-        }
-        t.joined?;
-        intervals.push((t.joining, t.leaving));
-    }
-    intervals.sort_by_key(|i| i.0);
-    let mut out: Vec<(Instant, Option<Instant>)> = Vec::new();
-    for (start, end) in intervals {
-        match out.last_mut() {
-            Some(last) if last.1.is_none_or(|e| start < e + grace) => {
-                last.1 = match (last.1, end) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    _ => None,
-                };
-            }
-            _ => out.push((start, end)),
-        }
-    }
-    Some(out)
-}
-
-fn latency(cx: &mut Cx<'_>, d: Duration) {
-    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    cx.histograms.record(Path::Presence, us, us);
-    cx.evidence.presence(d);
 }
 
 impl Check for Presence {
     fn record(&mut self, record: &Record, cx: &mut Cx<'_>) {
-        match record {
-            Record::Received { socket, at, what } => {
-                if !cx
-                    .registry
-                    .get(*socket)
-                    .is_some_and(|s| s.role.is_operator())
-                {
-                    return; // what visitors get is the leak check's business
-                }
-                match what {
-                    Observed::NewChat { client, .. } => {
-                        self.chat_event(*socket, *at, client, true, cx)
-                    }
-                    Observed::ChatEnded { client } => {
-                        self.chat_event(*socket, *at, client, false, cx)
-                    }
-                    Observed::OperatorConnected { operator_id } => {
-                        self.operator_event(*socket, *at, *operator_id, true, cx);
-                    }
-                    Observed::OperatorDisconnected { operator_id } => {
-                        self.operator_event(*socket, *at, *operator_id, false, cx);
-                    }
-                    _ => {}
-                }
-            }
-            Record::ListRequested { socket, at } => self.list_requested = Some((*socket, *at)),
-            Record::FinalOperatorsList { socket, at, ids } => {
-                self.list_answered = true;
-                self.check_list(*socket, *at, ids, cx);
-            }
+        let Record::Received { socket, at, what } = record else {
+            return;
+        };
+        if !cx
+            .registry
+            .get(*socket)
+            .is_some_and(|s| s.role.is_operator())
+        {
+            return; // what visitors get is the leak check's business
+        }
+        match what {
+            Observed::NewChat { client, .. } => self.chat_event(*socket, *at, client, true, cx),
+            Observed::ChatEnded { client } => self.chat_event(*socket, *at, client, false, cx),
             _ => {}
         }
     }
 
     fn finish(&mut self, cx: &mut Cx<'_>) {
         self.missed_chats(cx);
-        self.missed_operators(cx);
-        if let (Some((socket, at)), false) = (self.list_requested, self.list_answered) {
-            let sid = cx.registry.sid(socket);
-            cx.tally
-                .violation(Violation::PresenceListMismatch, None, sid, at, || {
-                    "getConnectedOperators got no answer".into()
-                });
-        }
     }
 }
 

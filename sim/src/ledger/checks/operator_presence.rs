@@ -1,0 +1,170 @@
+//! Operators' presence: every operator socket that was there gets `operatorConnected` when
+//! another operator's first tab joins and `operatorDisconnected` after its last tab left;
+//! neither comes twice in a row.
+//!
+//! "First" and "last" tab come from what the ledger knows: an operator is online from the
+//! moment its first tab's `join` left until its last tab began to close. Tabs whose gap is
+//! shorter than the presence grace are one online span (the backend may or may not have
+//! seen zero tabs in between, so neither answer is wrong there). An operator with a tab
+//! whose join was never confirmed is not judged.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use reports::model::Violation;
+
+use super::{Check, Cx, presence_latency};
+use crate::ledger::registry::SocketInfo;
+use crate::record::{Observed, Record, SocketKey};
+
+/// `operatorConnected` and `operatorDisconnected`.
+#[derive(Debug, Default)]
+pub struct OperatorPresence {
+    /// What each observer was told about each operator id: (online, when), in order.
+    told: HashMap<(SocketKey, u64), Vec<(bool, Instant)>>,
+}
+
+impl OperatorPresence {
+    fn operator_event(
+        &mut self,
+        observer: SocketKey,
+        at: Instant,
+        operator_id: u64,
+        online: bool,
+        cx: &mut Cx<'_>,
+    ) {
+        let Some(o) = cx.registry.get(observer) else {
+            return;
+        };
+        let log = self.told.entry((observer, operator_id)).or_default();
+        if log.last().is_some_and(|(was, _)| *was == online) {
+            let event = if online {
+                "operatorConnected"
+            } else {
+                "operatorDisconnected"
+            };
+            cx.tally
+                .violation(Violation::PresenceDuplicated, None, &o.sid, at, || {
+                    format!("{event} {operator_id} twice in a row")
+                });
+        }
+        log.push((online, at));
+        // latency from the nearest cause: the latest tab join (or departure) before it
+        let cause = cx
+            .registry
+            .tabs_of(operator_id)
+            .iter()
+            .filter_map(|k| cx.registry.get(*k))
+            .filter_map(|t| if online { Some(t.joining) } else { t.leaving })
+            .filter(|c| *c <= at)
+            .max();
+        if let Some(cause) = cause {
+            presence_latency(cx, at - cause);
+        }
+    }
+
+    /// Every operator's arrival and departure at every other operator socket owed them.
+    fn missed_operators(&self, cx: &mut Cx<'_>) {
+        let grace = cx.evidence.presence_grace();
+        let mut missed = Vec::new();
+        for (id, tabs) in cx.registry.tabs() {
+            let Some(spans) = spans(tabs.iter().filter_map(|k| cx.registry.get(*k)), grace) else {
+                continue;
+            };
+            for (n, &(start, end)) in spans.iter().enumerate() {
+                let next = spans.get(n + 1).map(|s| s.0);
+                let before_next = |t: Instant| next.is_none_or(|nx| t < nx);
+                for (ok, o) in cx.registry.operators() {
+                    if o.operator.as_ref().is_some_and(|(oid, _)| *oid == id) {
+                        continue;
+                    }
+                    let log = self.told.get(&(ok, id)).map(Vec::as_slice).unwrap_or(&[]);
+                    let got = |online: bool, from: Instant| {
+                        log.iter()
+                            .any(|(on, t)| *on == online && *t >= from && before_next(*t))
+                    };
+                    if o.owed_at(start, grace) && !got(true, start) {
+                        missed.push((
+                            o.sid.clone(),
+                            start,
+                            format!("no operatorConnected for {id}"),
+                        ));
+                    }
+                    if let Some(end) = end
+                        && o.owed_at(end, grace)
+                        && !got(false, end.checked_sub(grace).unwrap_or(end).max(start))
+                    {
+                        missed.push((
+                            o.sid.clone(),
+                            end,
+                            format!("no operatorDisconnected for {id}"),
+                        ));
+                    }
+                }
+            }
+        }
+        for (sid, at, detail) in missed {
+            cx.tally
+                .violation(Violation::PresenceMissed, None, &sid, at, || detail);
+        }
+    }
+}
+
+/// An operator's online spans (from a tab's `join` to the last tab's departure; `None` for
+/// still online), tabs closer than `grace` merged; `None` when a tab's join was never
+/// confirmed (the backend may or may not count it).
+fn spans<'a>(
+    tabs: impl Iterator<Item = &'a SocketInfo>,
+    grace: Duration,
+) -> Option<Vec<(Instant, Option<Instant>)>> {
+    let mut intervals: Vec<(Instant, Option<Instant>)> = Vec::new();
+    for t in tabs {
+        if t.refused {
+            continue;
+        }
+        t.joined?;
+        intervals.push((t.joining, t.leaving));
+    }
+    intervals.sort_by_key(|i| i.0);
+    let mut out: Vec<(Instant, Option<Instant>)> = Vec::new();
+    for (start, end) in intervals {
+        match out.last_mut() {
+            Some(last) if last.1.is_none_or(|e| start < e + grace) => {
+                last.1 = match (last.1, end) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+            _ => out.push((start, end)),
+        }
+    }
+    Some(out)
+}
+
+impl Check for OperatorPresence {
+    fn record(&mut self, record: &Record, cx: &mut Cx<'_>) {
+        let Record::Received { socket, at, what } = record else {
+            return;
+        };
+        if !cx
+            .registry
+            .get(*socket)
+            .is_some_and(|s| s.role.is_operator())
+        {
+            return; // what visitors get is the leak check's business
+        }
+        match what {
+            Observed::OperatorConnected { operator_id } => {
+                self.operator_event(*socket, *at, *operator_id, true, cx);
+            }
+            Observed::OperatorDisconnected { operator_id } => {
+                self.operator_event(*socket, *at, *operator_id, false, cx);
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(&mut self, cx: &mut Cx<'_>) {
+        self.missed_operators(cx);
+    }
+}
