@@ -116,3 +116,31 @@ fn an_embedded_run_over_the_open_file_limit_is_refused_with_advice() {
         "{err}"
     );
 }
+
+#[test]
+fn validate_prints_the_effective_thresholds_with_the_default_gate() {
+    let dir = common::temp_dir("gate");
+    let path = dir.join("bare.toml");
+    std::fs::write(
+        &path,
+        "[scenario]\nname = \"bare\"\nduration = \"5s\"\n\n[[bots]]\nrole = \"client\"\ncount = 3\n\n[thresholds]\nlost = 2\n",
+    )
+    .expect("write");
+    let out = sim(&["validate", &path.display().to_string()]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = |metric: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(metric))
+            .unwrap_or_else(|| panic!("no {metric} in\n{text}"))
+            .to_owned()
+    };
+    assert!(line("lost").contains("<= 2") && !line("lost").contains("default"));
+    for v in reports::model::Violation::ALL {
+        if v.name() != "lost" {
+            let l = line(v.name());
+            assert!(l.contains("<= 0") && l.contains("(default gate)"), "{l}");
+        }
+    }
+    assert!(line("connect.failed").contains("(default gate)"));
+}
