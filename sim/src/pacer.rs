@@ -118,6 +118,13 @@ pub struct Slot {
     left: AtomicBool,
 }
 
+impl Slot {
+    /// Drops every job still queued for this connection (the server closed it).
+    pub fn abandon(&self) {
+        self.left.store(true, Ordering::Release);
+    }
+}
+
 /// Work for the pacer.
 pub enum Work {
     /// Packets that leave together, in one write.
@@ -250,7 +257,7 @@ impl Pacer {
         PacerHandle(self.inner.clone())
     }
 
-    /// Runs what is due, drops the rest and ends the thread.
+    /// Sends the goodbyes still queued, drops every other job and ends the thread.
     pub fn stop(mut self) {
         self.shutdown();
     }
@@ -328,6 +335,15 @@ impl Inner {
         let mut q = self.lock();
         loop {
             if q.stop {
+                let leaves: Vec<Job> = std::mem::take(&mut q.heap)
+                    .into_iter()
+                    .map(|item| item.job)
+                    .filter(|job| matches!(job.work, Work::Leave))
+                    .collect();
+                drop(q);
+                for job in leaves {
+                    self.execute(job);
+                }
                 return;
             }
             let Some(top) = q.heap.peek() else {

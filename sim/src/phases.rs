@@ -72,6 +72,8 @@ pub async fn aggregate(
     let mut series = Vec::new();
     let mut second =
         tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    // a backlog must not bunch several seconds' samples together
+    second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut quick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {

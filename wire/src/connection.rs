@@ -361,13 +361,4 @@ impl Sender {
             }
         }
     }
-
-    /// True when both handles write to the same connection.
-    pub fn same_connection(&self, other: &Sender) -> bool {
-        match (&self.0, &other.0) {
-            (Out::Ws(a), Out::Ws(b)) => Arc::ptr_eq(a, b),
-            (Out::Polling(a), Out::Polling(b)) => a.same_channel(b),
-            _ => false,
-        }
-    }
 }

@@ -229,11 +229,17 @@ impl Handshake {
         let getter = tokio::spawn(get_loop(
             self.getter,
             self.target.clone(),
-            packets_tx,
+            packets_tx.clone(),
             out.clone(),
             upgrading.clone(),
         ));
-        let poster = tokio::spawn(post_loop(self.poster, self.target, out_rx, pause_rx));
+        let poster = tokio::spawn(post_loop(
+            self.poster,
+            self.target,
+            out_rx,
+            pause_rx,
+            packets_tx.clone(),
+        ));
         Session {
             packets,
             out,
@@ -360,6 +366,7 @@ async fn post_loop(
     target: String,
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     pause: oneshot::Receiver<()>,
+    packets: mpsc::UnboundedSender<Result<Utf8Bytes, WireError>>,
 ) {
     // a dropped session is no pause: what its senders still send must go out
     let mut pause = Some(pause);
@@ -396,11 +403,9 @@ async fn post_loop(
         while let Ok(p) = rx.try_recv() {
             batch.push(p);
         }
-        if http
-            .request(Method::POST, &target, concat(batch))
-            .await
-            .is_err()
-        {
+        if let Err(e) = http.request(Method::POST, &target, concat(batch)).await {
+            // the session is broken: its reader ends at once instead of at a ping timeout
+            let _ = packets.send(Err(e));
             return;
         }
     }

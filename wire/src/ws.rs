@@ -31,6 +31,10 @@ pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Bytes allowed to wait in an outbox before writes fail with [`WireError::Backlog`].
 pub const MAX_QUEUED_BYTES: usize = 16 << 20;
 
+/// How long queued bytes may wait for the server to read before the connection counts
+/// as broken.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Initial read buffer; it grows as a message needs.
 const READ_BUFFER_BYTES: usize = 4096;
 
@@ -277,10 +281,15 @@ impl Outbox {
 
     /// Sends a close frame (once) and refuses every later write.
     pub(crate) fn close(self: &Arc<Self>) {
-        let already = self.lock().closed;
-        if !already {
-            let _ = self.write_frame(Frame::close(None));
-            self.lock().closed = true;
+        let mut bytes = Vec::with_capacity(8);
+        if format(Frame::close(None), &mut bytes).is_err() {
+            return;
+        }
+        // checked, written and marked under one lock: nothing follows the close frame
+        let mut st = self.lock();
+        if !st.closed {
+            let _ = self.write_locked(&mut st, &bytes);
+            st.closed = true;
         }
     }
 
@@ -290,11 +299,21 @@ impl Outbox {
 
     fn write(self: &Arc<Self>, bytes: &[u8]) -> Result<(), WireError> {
         let mut st = self.lock();
+        self.write_locked(&mut st, bytes)
+    }
+
+    fn write_locked(self: &Arc<Self>, st: &mut OutState, bytes: &[u8]) -> Result<(), WireError> {
         if st.closed {
             return Err(WireError::Closed);
         }
         if let Some(e) = &st.failed {
             return Err(WireError::Io(e.clone()));
+        }
+        if st.queued.len() + bytes.len() > MAX_QUEUED_BYTES {
+            // refused whole, before any of it is written: no half frame on the wire
+            let waiting = st.queued.len();
+            st.failed = Some(format!("{waiting} bytes waiting to leave"));
+            return Err(WireError::Backlog(waiting));
         }
         let mut done = 0;
         if st.queued.is_empty() {
@@ -316,11 +335,6 @@ impl Outbox {
                 return Ok(());
             }
         }
-        if st.queued.len() + bytes.len() - done > MAX_QUEUED_BYTES {
-            let waiting = st.queued.len();
-            st.failed = Some(format!("{waiting} bytes waiting to leave"));
-            return Err(WireError::Backlog(waiting));
-        }
         st.queued.extend_from_slice(&bytes[done..]);
         if !st.flushing {
             st.flushing = true;
@@ -333,9 +347,14 @@ impl Outbox {
     /// Writes the queue out as the socket drains.
     async fn flush(self: Arc<Self>) {
         loop {
-            if let Err(e) = self.half.writable().await {
+            // a peer that stops reading for this long is gone: give up, do not hold the socket
+            let ready = tokio::time::timeout(FLUSH_TIMEOUT, self.half.writable()).await;
+            if let Err(why) = ready
+                .map_err(|_| "the server stopped reading".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
                 let mut st = self.lock();
-                st.failed = Some(e.to_string());
+                st.failed = Some(why);
                 st.flushing = false;
                 return;
             }

@@ -204,7 +204,8 @@ impl Life<'_> {
             .lifetime
             .map(|l| now + l.mul_f64(self.rng.random_range(0.8..1.2)));
         // timers live across iterations: re-arming one per received frame would cost more
-        // than handling the frame
+        // than handling the frame; they come before reading, so a flood of deliveries does
+        // not make this bot late with its own sends
         let far = now + Duration::from_secs(365 * 24 * 3600);
         let wake = |at: Option<Instant>| at.map_or(far, |t| t.checked_sub(LEAD).unwrap_or(t));
         let send_timer = sleep_until(wake(schedule.next()));
@@ -235,14 +236,6 @@ impl Life<'_> {
                         let _ = self.sender.send(&outgoing::get_connected_operators());
                     }
                 }
-                incoming = self.conn.next() => match incoming {
-                    Ok(incoming) => {
-                        if !self.handle(incoming) {
-                            return self.lost();
-                        }
-                    }
-                    Err(_) => return self.lost(),
-                },
                 () = &mut send_timer, if sending && schedule.next().is_some() => {
                     self.send_next(&mut schedule);
                     send_timer.as_mut().reset(wake(schedule.next()));
@@ -251,6 +244,14 @@ impl Life<'_> {
                     self.leave().await;
                     return End::Lifetime;
                 }
+                incoming = self.conn.next() => match incoming {
+                    Ok(incoming) => {
+                        if !self.handle(incoming) {
+                            return self.lost();
+                        }
+                    }
+                    Err(_) => return self.lost(),
+                },
             }
         }
     }
@@ -391,7 +392,10 @@ impl Life<'_> {
 
     /// Reads what already arrived, stops listening, and leaves behind its scheduled sends.
     async fn leave(&mut self) -> End {
-        while let Ok(Ok(incoming)) = tokio::time::timeout(Duration::ZERO, self.conn.next()).await {
+        // unconstrained: a spent cooperative budget must not make arrived frames look absent
+        while let Ok(Ok(incoming)) =
+            tokio::task::unconstrained(tokio::time::timeout(Duration::ZERO, self.conn.next())).await
+        {
             if !self.handle(incoming) {
                 break;
             }
@@ -417,6 +421,8 @@ impl Life<'_> {
     }
 
     fn lost(&mut self) -> End {
+        // the connection is gone: sends still queued at the pacer must not count as sent
+        self.slot.abandon();
         self.shared.record(Record::Closed {
             socket: self.key,
             at: std::time::Instant::now(),

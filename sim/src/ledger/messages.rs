@@ -136,13 +136,8 @@ impl MessageBook {
     }
 
     /// Messages awaiting their verdict.
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.pending.len()
-    }
-
-    /// True when nothing awaits a verdict.
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
     }
 }
 

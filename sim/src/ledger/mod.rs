@@ -332,7 +332,7 @@ impl Ledger {
 
     /// Messages awaiting their verdict (bounded by the send rate × the settle time).
     pub fn pending_len(&self) -> usize {
-        self.book.len()
+        self.book.count()
     }
 }
 

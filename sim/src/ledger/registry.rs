@@ -158,11 +158,6 @@ impl Registry {
             .filter_map(|&k| self.get(k).map(|s| (k, s)))
     }
 
-    /// How many operator-role sockets there have been.
-    pub fn operator_sockets(&self) -> usize {
-        self.operator_keys.len()
-    }
-
     /// Every socket.
     pub fn all(&self) -> impl Iterator<Item = (SocketKey, &SocketInfo)> {
         self.sockets

@@ -47,7 +47,8 @@ struct Sender {
 }
 
 impl Sender {
-    fn judge(&mut self, t: Instant, tolerance: Duration, limit: usize) -> Verdict {
+    /// The budget's verdict on a message sent at `t`, from the messages before it.
+    fn verdict(&mut self, t: Instant, tolerance: Duration, limit: usize) -> Verdict {
         while self
             .recent
             .front()
@@ -73,13 +74,22 @@ impl Sender {
         } else {
             Verdict::Ambiguous
         };
-        if verdict != Verdict::Reject {
-            self.recent.push_back((t, verdict));
-        }
         if verdict != Verdict::Accept {
             self.allowed_refusals += 1;
         }
         verdict
+    }
+
+    /// Remembers what the backend did with the message sent at `t`, as far as the run
+    /// shows (`taken`: it counts against the budget), so later verdicts follow the
+    /// backend's own count: certain when an ack or a delivery says so, uncertain (counted
+    /// only in the widest view) when nothing does and the budget did not refuse it.
+    fn took(&mut self, t: Instant, taken: Option<bool>, verdict: Verdict) {
+        match (taken, verdict) {
+            (Some(true), _) => self.recent.push_back((t, Verdict::Accept)),
+            (Some(false), _) | (None, Verdict::Reject) => {}
+            (None, _) => self.recent.push_back((t, Verdict::Ambiguous)),
+        }
     }
 }
 
@@ -122,13 +132,17 @@ impl Check for RateLimit {
 
     fn settled(&mut self, m: &mut Message, cx: &mut Cx<'_>) {
         let tolerance = cx.evidence.rate_tolerance();
-        let verdict = self
-            .senders
-            .entry(m.sender)
-            .or_default()
-            .judge(m.sent_at, tolerance, self.limit);
+        let sender = self.senders.entry(m.sender).or_default();
+        let verdict = sender.verdict(m.sent_at, tolerance, self.limit);
         let ack = m.ack.as_ref().map(|(a, _)| a);
         let acked_limited = ack == Some(&AckOutcome::RateLimited);
+        // every message a joined socket sends counts against its budget, even a refused one
+        let taken = match ack {
+            Some(AckOutcome::Accepted | AckOutcome::Refused(_)) => Some(true),
+            Some(AckOutcome::RateLimited) => Some(false),
+            None => (!m.received.is_empty()).then_some(true),
+        };
+        sender.took(m.sent_at, taken, verdict);
         let sid = cx.registry.sid(m.sender);
         if (verdict == Verdict::Reject || acked_limited) && !m.received.is_empty() {
             for &k in &m.received {
@@ -193,17 +207,32 @@ impl Check for RateLimit {
 mod tests {
     use super::*;
 
+    impl Sender {
+        /// Judges a message the backend took as the budget says (or refused, `taken`).
+        fn judge(
+            &mut self,
+            t: Instant,
+            tol: Duration,
+            limit: usize,
+            taken: Option<bool>,
+        ) -> Verdict {
+            let v = self.verdict(t, tol, limit);
+            self.took(t, taken.or(Some(v == Verdict::Accept)), v);
+            v
+        }
+    }
+
     #[test]
     fn within_then_over_budget() {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
         let tol = Duration::from_millis(500);
         let mut s = Sender::default();
-        assert_eq!(s.judge(at(0), tol, 3), Verdict::Accept);
-        assert_eq!(s.judge(at(100), tol, 3), Verdict::Accept);
-        assert_eq!(s.judge(at(200), tol, 3), Verdict::Accept);
-        assert_eq!(s.judge(at(300), tol, 3), Verdict::Reject);
-        assert_eq!(s.judge(at(30_000), tol, 3), Verdict::Reject);
+        assert_eq!(s.judge(at(0), tol, 3, None), Verdict::Accept);
+        assert_eq!(s.judge(at(100), tol, 3, None), Verdict::Accept);
+        assert_eq!(s.judge(at(200), tol, 3, None), Verdict::Accept);
+        assert_eq!(s.judge(at(300), tol, 3, None), Verdict::Reject);
+        assert_eq!(s.judge(at(30_000), tol, 3, None), Verdict::Reject);
         assert_eq!(s.allowed_refusals, 2);
     }
 
@@ -213,15 +242,39 @@ mod tests {
         let at = |ms| t0 + Duration::from_millis(ms);
         let mut s = Sender::default();
         let tol = Duration::from_millis(500);
-        assert_eq!(s.judge(at(0), tol, 1), Verdict::Accept);
-        assert_eq!(s.judge(at(59_800), tol, 1), Verdict::Ambiguous);
-        // the first left even the widest window at 60.5 s; the ambiguous one may still count
-        assert_eq!(s.judge(at(61_000), tol, 1), Verdict::Ambiguous);
-        assert_eq!(s.judge(at(125_000), tol, 1), Verdict::Accept);
+        assert_eq!(s.judge(at(0), tol, 1, None), Verdict::Accept);
+        assert_eq!(s.judge(at(59_800), tol, 1, Some(false)), Verdict::Ambiguous);
+        // the backend refused it, so it does not count: the next minute starts clean
+        assert_eq!(s.judge(at(61_000), tol, 1, None), Verdict::Accept);
         // a wider tolerance (a slower backend) makes more of the edge uncertain
         let mut slow = Sender::default();
         let tol = Duration::from_millis(2_000);
-        assert_eq!(slow.judge(at(0), tol, 1), Verdict::Accept);
-        assert_eq!(slow.judge(at(58_500), tol, 1), Verdict::Ambiguous);
+        assert_eq!(slow.judge(at(0), tol, 1, None), Verdict::Accept);
+        assert_eq!(slow.judge(at(58_500), tol, 1, None), Verdict::Ambiguous);
+    }
+
+    #[test]
+    fn a_sender_over_its_budget_for_minutes_is_still_judged() {
+        // a backend with an exact sliding log of 2 a minute; one message every 7 s for
+        // 5 minutes: the verdicts follow what it takes, and only window edges are uncertain
+        let t0 = Instant::now();
+        let tol = Duration::from_millis(100);
+        let mut s = Sender::default();
+        let mut backend: Vec<Instant> = Vec::new();
+        let mut ambiguous = 0;
+        for i in 0..43u64 {
+            let t = t0 + Duration::from_millis(i * 7_000);
+            let taken = backend.iter().filter(|a| t - **a < WINDOW).count() < 2;
+            if taken {
+                backend.push(t);
+            }
+            match s.verdict(t, tol, 2) {
+                Verdict::Accept => assert!(taken, "message {i}: accept, but refused"),
+                Verdict::Reject => assert!(!taken, "message {i}: reject, but taken"),
+                Verdict::Ambiguous => ambiguous += 1,
+            }
+            s.took(t, Some(taken), Verdict::Ambiguous);
+        }
+        assert!(ambiguous <= 4, "{ambiguous} of 43 left unjudged");
     }
 }
