@@ -64,6 +64,7 @@ pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
             script: script.as_mut(),
             slot: Arc::default(),
             joined: false,
+            confirming: false,
             final_list: false,
         };
         let end = life.session(&mut phase).await;
@@ -143,6 +144,8 @@ struct Life<'a> {
     script: &'a mut dyn Script,
     slot: Arc<Slot>,
     joined: bool,
+    /// The operators list asked for to confirm the join is awaited (answers come in order).
+    confirming: bool,
     /// The operators list asked for at the end is awaited.
     final_list: bool,
 }
@@ -178,6 +181,7 @@ impl Life<'_> {
             at: std::time::Instant::now(),
         });
         // ack id 0 is the join's; operators also confirm it with the operators list
+        self.confirming = self.script.confirms_with_list();
         if self.sender.emit(event::JOIN, &join, Some(0)).is_err()
             || (self.script.confirms_with_list()
                 && self
@@ -333,12 +337,15 @@ impl Life<'_> {
             return;
         };
         if let Observed::OperatorsList(ids) = &observed {
-            if !self.joined {
-                self.joined = true;
-                self.shared.record(Record::Joined {
-                    socket: self.key,
-                    at,
-                });
+            if self.confirming {
+                self.confirming = false;
+                if !self.joined {
+                    self.joined = true;
+                    self.shared.record(Record::Joined {
+                        socket: self.key,
+                        at,
+                    });
+                }
             } else if self.final_list {
                 self.final_list = false;
                 self.shared.record(Record::FinalOperatorsList {

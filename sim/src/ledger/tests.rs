@@ -222,6 +222,20 @@ fn presence_events_at_a_visitor_are_leaks() {
 }
 
 #[test]
+fn operator_typing_nobody_sent_to_a_visitor_is_a_leak() {
+    let mut w = World::new();
+    let at = w.at(5);
+    w.ledger.apply(Record::TypingSent {
+        socket: OP_A,
+        to: Some("v1".into()),
+        at,
+    });
+    w.got(V1, 6, Observed::OperatorTyping);
+    w.got(V2, 6, Observed::OperatorTyping); // nobody typed to v2
+    only(&w.finish(), Violation::Leaked, 1);
+}
+
+#[test]
 fn misattributed() {
     let mut w = World::new();
     w.send_to_v1(1, 10);

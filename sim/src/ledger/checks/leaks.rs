@@ -10,7 +10,10 @@ use crate::record::{Observed, Record, SentKind};
 
 /// Deliveries to sockets that must not see them.
 #[derive(Debug, Default)]
-pub struct Leaks;
+pub struct Leaks {
+    /// Visitors some operator sent a typing indicator to.
+    typed_to: std::collections::HashSet<crate::record::SocketKey>,
+}
 
 impl Check for Leaks {
     fn delivery(&mut self, d: &Delivery<'_>, tally: &mut Tally) -> Flow {
@@ -41,6 +44,11 @@ impl Check for Leaks {
     }
 
     fn record(&mut self, record: &Record, cx: &mut Cx<'_>) {
+        if let Record::TypingSent { to: Some(to), .. } = record
+            && let Some(v) = cx.registry.by_sid(to)
+        {
+            self.typed_to.insert(v);
+        }
         let Record::Received { socket, at, what } = record else {
             return;
         };
@@ -60,6 +68,9 @@ impl Check for Leaks {
             }
             (Observed::ClientTyping { from }, false) => format!("visitor received {from}'s typing"),
             (Observed::OperatorTyping, true) => "operator received operatorTyping".to_owned(),
+            (Observed::OperatorTyping, false) if !self.typed_to.contains(socket) => {
+                "visitor received operatorTyping no operator sent it".to_owned()
+            }
             _ => return,
         };
         cx.tally

@@ -133,7 +133,7 @@ impl Checks {
         Self {
             exactly_once: ExactlyOnce,
             sanitizing: Sanitizing,
-            leaks: Leaks,
+            leaks: Leaks::default(),
             attribution: Attribution,
             order: Order::default(),
             rate_limit: RateLimit::new(rate_limit_per_minute),
