@@ -71,6 +71,11 @@ pub fn is_known_metric(name: &str) -> bool {
     Path::ALL.iter().any(|p| p.name() == path) && LATENCY_STATS.contains(&stat)
 }
 
+/// `d` in whole microseconds, as histograms record it.
+pub fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Highest latency recorded: one hour, in µs.
 const MAX_US: u64 = 3_600_000_000;
 

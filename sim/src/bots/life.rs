@@ -100,9 +100,7 @@ async fn connect(
     };
     match Connection::connect(endpoint, options).await {
         Ok(conn) => {
-            let us = Instant::now()
-                .saturating_duration_since(intended)
-                .as_micros() as u64;
+            let us = crate::metrics::micros(Instant::now().saturating_duration_since(intended));
             shared.record(Record::Latency {
                 path: crate::metrics::Path::Connect,
                 intended_us: us,

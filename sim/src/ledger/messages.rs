@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use super::bits::Bits;
 use crate::record::{AckOutcome, MsgId, SentKind, SocketKey};
 
 /// Message ids each shard may use: shard k numbers from `k × ID_SPACE + 1`.
@@ -65,7 +66,8 @@ impl Message {
 pub struct MessageBook {
     first_id: MsgId,
     pending: HashMap<MsgId, Message>,
-    settled: IdSet,
+    /// Judged ids, by offset from the first (ids are dense).
+    settled: Bits,
 }
 
 impl MessageBook {
@@ -74,7 +76,7 @@ impl MessageBook {
         Self {
             first_id,
             pending: HashMap::new(),
-            settled: IdSet::default(),
+            settled: Bits::default(),
         }
     }
 
@@ -100,13 +102,13 @@ impl MessageBook {
 
     /// True for an own id already judged.
     pub fn is_settled(&self, id: MsgId) -> bool {
-        self.is_own(id) && self.settled.contains(id - self.first_id)
+        self.is_own(id) && self.settled.get(id - self.first_id)
     }
 
     /// Takes a message out for judging; its id counts as judged from now on.
     pub fn take(&mut self, id: MsgId) -> Option<Message> {
         let m = self.pending.remove(&id)?;
-        self.settled.insert(id - self.first_id);
+        self.settled.set(id - self.first_id);
         Some(m)
     }
 
@@ -138,27 +140,6 @@ impl MessageBook {
     /// Messages awaiting their verdict.
     pub fn count(&self) -> usize {
         self.pending.len()
-    }
-}
-
-/// Judged message ids, one bit each (ids are dense from the first).
-#[derive(Debug, Default)]
-struct IdSet {
-    words: Vec<u64>,
-}
-
-impl IdSet {
-    fn insert(&mut self, id: MsgId) {
-        let (w, b) = ((id / 64) as usize, id % 64);
-        if self.words.len() <= w {
-            self.words.resize(w + 1, 0);
-        }
-        self.words[w] |= 1 << b;
-    }
-
-    fn contains(&self, id: MsgId) -> bool {
-        let (w, b) = ((id / 64) as usize, id % 64);
-        self.words.get(w).is_some_and(|x| x & (1 << b) != 0)
     }
 }
 

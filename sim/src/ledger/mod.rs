@@ -6,6 +6,7 @@
 //! Messages stay until they settle (the evidence's settle time after they left, or the end
 //! of the run), then they are judged and leave: a long soak does not grow.
 
+mod bits;
 pub mod checks;
 pub mod evidence;
 pub mod messages;
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use reports::model::{Counter, Violation, ViolationExample};
 
-use crate::metrics::{Path, PathHistograms};
+use crate::metrics::{Path, PathHistograms, micros};
 use crate::record::{MsgId, Observed, Record, SocketKey};
 use checks::{Checks, Cx, Delivery, Flow};
 use evidence::Evidence;
@@ -334,10 +335,6 @@ impl Ledger {
     pub fn pending_len(&self) -> usize {
         self.book.count()
     }
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -35,9 +35,21 @@ use crate::record::{MsgId, Observed, Record, SocketKey};
 
 /// Records a presence event `d` after its cause: latency and evidence.
 fn presence_latency(cx: &mut Cx<'_>, d: std::time::Duration) {
-    let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let us = crate::metrics::micros(d);
     cx.histograms.record(Path::Presence, us, us);
     cx.evidence.presence(d);
+}
+
+/// The receiving socket, instant and event of `record` when it is an event an
+/// operator-role socket received (what visitors get is the leak check's business).
+fn at_operator<'r>(record: &'r Record, cx: &Cx<'_>) -> Option<(SocketKey, Instant, &'r Observed)> {
+    let Record::Received { socket, at, what } = record else {
+        return None;
+    };
+    cx.registry
+        .get(*socket)
+        .is_some_and(|s| s.role.is_operator())
+        .then_some((*socket, *at, what))
 }
 
 /// What a check lets happen to a delivery after it.

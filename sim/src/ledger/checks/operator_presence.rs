@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use reports::model::Violation;
 
-use super::{Check, Cx, presence_latency};
+use super::{Check, Cx, at_operator, presence_latency};
 use crate::ledger::registry::SocketInfo;
 use crate::record::{Observed, Record, SocketKey};
 
@@ -143,22 +143,15 @@ fn spans<'a>(
 
 impl Check for OperatorPresence {
     fn record(&mut self, record: &Record, cx: &mut Cx<'_>) {
-        let Record::Received { socket, at, what } = record else {
+        let Some((socket, at, what)) = at_operator(record, cx) else {
             return;
         };
-        if !cx
-            .registry
-            .get(*socket)
-            .is_some_and(|s| s.role.is_operator())
-        {
-            return; // what visitors get is the leak check's business
-        }
         match what {
             Observed::OperatorConnected { operator_id } => {
-                self.operator_event(*socket, *at, *operator_id, true, cx);
+                self.operator_event(socket, at, *operator_id, true, cx);
             }
             Observed::OperatorDisconnected { operator_id } => {
-                self.operator_event(*socket, *at, *operator_id, false, cx);
+                self.operator_event(socket, at, *operator_id, false, cx);
             }
             _ => {}
         }

@@ -6,32 +6,10 @@ use std::time::Instant;
 
 use reports::model::Violation;
 
-use super::{Check, Cx, presence_latency};
+use super::{Check, Cx, at_operator, presence_latency};
+use crate::ledger::bits::Bits;
 use crate::ledger::registry::Registry;
 use crate::record::{Observed, Record, SocketKey};
-
-/// One bit per operator socket (by its dense index).
-#[derive(Debug, Default, Clone)]
-struct Bits(Vec<u64>);
-
-impl Bits {
-    /// Sets bit `i`; false when it was set already.
-    fn set(&mut self, i: u32) -> bool {
-        let (w, b) = ((i / 64) as usize, i % 64);
-        if self.0.len() <= w {
-            self.0.resize(w + 1, 0);
-        }
-        let fresh = self.0[w] & (1 << b) == 0;
-        self.0[w] |= 1 << b;
-        fresh
-    }
-
-    fn get(&self, i: u32) -> bool {
-        self.0
-            .get((i / 64) as usize)
-            .is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-}
 
 /// Operator sockets that got one visitor's `newChat` and `chatEnded`.
 #[derive(Debug, Default)]
@@ -64,7 +42,7 @@ impl Presence {
                     o.leaving.is_none() && !o.refused && o.joined.is_some_and(|j| j <= left);
                 let got = o
                     .operator_index
-                    .is_some_and(|i| ended.is_some_and(|e| e.get(i)));
+                    .is_some_and(|i| ended.is_some_and(|e| e.get(u64::from(i))));
                 if waiting && !got {
                     n += 1;
                 }
@@ -89,9 +67,9 @@ impl Presence {
         };
         let chat = self.chats.entry(vk).or_default();
         let fresh = if started {
-            chat.announced.set(index)
+            chat.announced.set(u64::from(index))
         } else {
-            chat.ended.set(index)
+            chat.ended.set(u64::from(index))
         };
         let event = if started { "newChat" } else { "chatEnded" };
         if !fresh {
@@ -120,7 +98,9 @@ impl Presence {
             let chat = self.chats.get(&vk);
             for (_, o) in cx.registry.operators() {
                 let Some(i) = o.operator_index else { continue };
-                if o.owed_at(v.joining, grace) && !chat.is_some_and(|c| c.announced.get(i)) {
+                if o.owed_at(v.joining, grace)
+                    && !chat.is_some_and(|c| c.announced.get(u64::from(i)))
+                {
                     missed.push((
                         o.sid.clone(),
                         v.joining,
@@ -129,7 +109,7 @@ impl Presence {
                 }
                 if let Some(left) = v.leaving
                     && o.owed_at(left, grace)
-                    && !chat.is_some_and(|c| c.ended.get(i))
+                    && !chat.is_some_and(|c| c.ended.get(u64::from(i)))
                 {
                     missed.push((o.sid.clone(), left, format!("no chatEnded for {}", v.sid)));
                 }
@@ -144,37 +124,17 @@ impl Presence {
 
 impl Check for Presence {
     fn record(&mut self, record: &Record, cx: &mut Cx<'_>) {
-        let Record::Received { socket, at, what } = record else {
+        let Some((socket, at, what)) = at_operator(record, cx) else {
             return;
         };
-        if !cx
-            .registry
-            .get(*socket)
-            .is_some_and(|s| s.role.is_operator())
-        {
-            return; // what visitors get is the leak check's business
-        }
         match what {
-            Observed::NewChat { client, .. } => self.chat_event(*socket, *at, client, true, cx),
-            Observed::ChatEnded { client } => self.chat_event(*socket, *at, client, false, cx),
+            Observed::NewChat { client, .. } => self.chat_event(socket, at, client, true, cx),
+            Observed::ChatEnded { client } => self.chat_event(socket, at, client, false, cx),
             _ => {}
         }
     }
 
     fn finish(&mut self, cx: &mut Cx<'_>) {
         self.missed_chats(cx);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bits_set_once() {
-        let mut b = Bits::default();
-        assert!(b.set(70));
-        assert!(!b.set(70));
-        assert!(b.get(70) && !b.get(69));
     }
 }
