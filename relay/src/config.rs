@@ -68,6 +68,16 @@ pub struct Config {
     #[arg(long, env = "SOCKET_BUFFER_PACKETS", default_value_t = DEFAULT_BUFFER_PACKETS,
           value_parser = parse_buffer)]
     pub socket_buffer_packets: usize,
+    /// Redis shared by every relay of a cluster (`redis://host:port`); unset: a single node.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Prefix of the cluster's Redis keys and channels (several clusters may share a Redis).
+    #[arg(long, env = "REDIS_PREFIX", default_value = "relay")]
+    pub redis_prefix: String,
+    /// Cross-node messages a node may have waiting before it drops them (and counts the drops).
+    #[arg(long, env = "REDIS_STREAM_BUFFER", default_value_t = crate::cluster::DEFAULT_STREAM_BUFFER,
+          value_parser = parse_buffer)]
+    pub redis_stream_buffer: usize,
     /// Clock for rate limits (tests use a manual one).
     #[arg(skip)]
     pub clock: Clock,
@@ -110,6 +120,9 @@ impl Config {
             max_payload_bytes: DEFAULT_MAX_PAYLOAD,
             max_image_bytes: DEFAULT_MAX_IMAGE,
             socket_buffer_packets: DEFAULT_BUFFER_PACKETS,
+            redis_url: None,
+            redis_prefix: "relay".to_owned(),
+            redis_stream_buffer: crate::cluster::DEFAULT_STREAM_BUFFER,
             clock: Clock::System,
         }
     }

@@ -1,4 +1,5 @@
-//! HTTP beside Socket.IO: `/health`, `/metrics`, CORS, and the `Origin` check on upgrades.
+//! HTTP beside Socket.IO: `/health` (this node's and the cluster's counts), `/metrics`,
+//! CORS, and the `Origin` check on upgrades.
 
 use std::sync::Arc;
 
@@ -12,14 +13,19 @@ use serde::Serialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Config;
-use crate::server::Relay;
+use crate::presence::Counts;
+use crate::state::Relay;
 
 /// `/health` body.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
-    /// Always `"ok"` while serving.
+    /// `"ok"`, or `"degraded"` while a cluster node cannot reach Redis (it still serves its
+    /// own sockets).
     pub status: &'static str,
+    /// Why the node is degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Relay version.
     pub version: &'static str,
     /// Seconds since start.
@@ -32,6 +38,9 @@ pub struct Health {
     pub operator_sockets: usize,
     /// Visitors online.
     pub clients: usize,
+    /// The whole cluster's counts (a cluster node that reaches Redis only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<Counts>,
 }
 
 /// Routes served beside the Socket.IO endpoint.
@@ -83,15 +92,18 @@ async fn check_origin(
 }
 
 async fn health(State(relay): State<Arc<Relay>>) -> Response {
-    let (operators, operator_sockets, clients) = relay.presence.counts();
+    let here = relay.presence.local().counts();
+    let reason = relay.cluster.as_ref().and_then(|h| h.reason());
     let body = Health {
-        status: "ok",
+        status: if reason.is_some() { "degraded" } else { "ok" },
+        reason,
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: relay.uptime().as_secs(),
         sockets: relay.metrics.sockets.get(),
-        operators,
-        operator_sockets,
-        clients,
+        operators: here.operators,
+        operator_sockets: here.operator_sockets,
+        clients: here.clients,
+        cluster: relay.presence.cluster_counts().await,
     };
     let json = serde_json::to_string(&body).unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], json).into_response()

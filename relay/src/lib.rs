@@ -6,10 +6,13 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
+pub mod embedded;
 mod handlers;
 mod http;
 pub mod images;
+mod inbox;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;
@@ -17,8 +20,11 @@ pub mod ratelimit;
 pub mod sanitize;
 mod server;
 mod session;
+pub mod state;
+mod upkeep;
 
 pub use config::{Config, ConfigError};
 pub use http::Health;
-pub use server::{DRAIN_TIMEOUT, HARD_FRAME_FACTOR, Relay, ServeError, serve};
-pub use session::MAX_QUEUED_EVENTS;
+pub use inbox::MAX_QUEUED_EVENTS;
+pub use server::{DRAIN_TIMEOUT, HARD_FRAME_FACTOR, ServeError, serve};
+pub use state::Relay;

@@ -59,6 +59,31 @@ pub struct Metrics {
     pub inbound_dropped: Counter,
     /// Events refused as larger than `MAX_PAYLOAD_BYTES`.
     pub oversized: Counter,
+    /// 1 while this node cannot reach its cluster's Redis (it serves its own sockets only).
+    pub cluster_degraded: Gauge,
+    /// Cross-node messages dropped because this node's bus buffer was full.
+    pub cluster_dropped: Counter,
+    /// Broadcasts that could not be published to the cluster (delivered on this node only).
+    pub cluster_publish_failed: Counter,
+    /// Times this node found it no longer heard its own subscription and subscribed again.
+    pub cluster_resubscribed: Counter,
+    /// Sockets of dead nodes this node removed from cluster presence.
+    pub cluster_reaped: Counter,
+    /// Cluster-wide: nodes alive, operators, operator sockets and visitors online.
+    pub cluster: ClusterGauges,
+}
+
+/// Cluster-wide presence gauges, refreshed by each node's upkeep loop.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterGauges {
+    /// Nodes alive.
+    pub nodes: Gauge,
+    /// Distinct operators online on any node.
+    pub operators: Gauge,
+    /// Operator sockets online on any node.
+    pub operator_sockets: Gauge,
+    /// Visitors online on any node.
+    pub clients: Gauge,
 }
 
 impl Default for Metrics {
@@ -162,6 +187,53 @@ impl Metrics {
             "relay_oversized_events",
             "Events over MAX_PAYLOAD_BYTES",
         );
+        let cluster_degraded = gauge(
+            &mut registry,
+            "relay_cluster_degraded",
+            "1 while this node cannot reach its cluster's Redis and serves its own sockets only",
+        );
+        let cluster_dropped = counter(
+            &mut registry,
+            "relay_cluster_dropped",
+            "Cross-node messages dropped because this node's bus buffer was full",
+        );
+        let cluster_publish_failed = counter(
+            &mut registry,
+            "relay_cluster_publish_failed",
+            "Broadcasts not published to the cluster (delivered on this node only)",
+        );
+        let cluster_resubscribed = counter(
+            &mut registry,
+            "relay_cluster_resubscribed",
+            "Times this node stopped hearing its own subscription and subscribed again",
+        );
+        let cluster_reaped = counter(
+            &mut registry,
+            "relay_cluster_reaped_sockets",
+            "Sockets of dead nodes removed from cluster presence by this node",
+        );
+        let cluster = ClusterGauges {
+            nodes: gauge(
+                &mut registry,
+                "relay_cluster_nodes",
+                "Relay nodes alive in the cluster",
+            ),
+            operators: gauge(
+                &mut registry,
+                "relay_cluster_operators",
+                "Distinct operators online on any node",
+            ),
+            operator_sockets: gauge(
+                &mut registry,
+                "relay_cluster_operator_sockets",
+                "Operator sockets online on any node",
+            ),
+            clients: gauge(
+                &mut registry,
+                "relay_cluster_clients",
+                "Visitors online on any node",
+            ),
+        };
         Self {
             registry,
             sockets,
@@ -175,6 +247,12 @@ impl Metrics {
             emit_dropped,
             inbound_dropped,
             oversized,
+            cluster_degraded,
+            cluster_dropped,
+            cluster_publish_failed,
+            cluster_resubscribed,
+            cluster_reaped,
+            cluster,
         }
     }
 
@@ -217,6 +295,8 @@ mod tests {
             "relay_errors_total{code=\"not_joined\"} 0",
             "relay_rate_limited_total{kind=\"message\"} 0",
             "relay_emit_dropped_total 0",
+            "relay_cluster_degraded 0",
+            "relay_cluster_dropped_total 0",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }

@@ -1,25 +1,33 @@
-//! The relay as a server: Socket.IO namespace wiring, HTTP routes, serving and draining.
+//! The relay as a server: one node or a cluster member, Socket.IO namespace wiring, serving
+//! and draining.
 
 use std::convert::Infallible;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Router;
 use axum::serve::ListenerExt;
-use socketioxide::SocketIo;
+use socketioxide::adapter::{Adapter, Emitter};
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SocketIo, SocketIoBuilder};
+use socketioxide_core::adapter::DefinedAdapter;
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
+use crate::cluster::{Bus, ClusterError, Link, redact};
 use crate::config::{Config, ConfigError};
 use crate::http;
+use crate::inbox::{Inbox, SessionHandler};
 use crate::metrics::Metrics;
-use crate::presence::{Presence, PresenceGauges};
+use crate::presence::redis::RedisPresence;
+use crate::presence::{LocalPresence, PresenceGauges};
 use crate::protocol::HandshakeAuth;
-use crate::session::{Session, SessionHandler};
+use crate::state::Relay;
+use crate::upkeep;
 
 /// How long connections get to close after shutdown before `serve` returns anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,44 +47,15 @@ pub enum ServeError {
     /// The configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// `REDIS_URL` is set but the cluster cannot be joined.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// socketioxide-redis could not subscribe the namespace.
+    #[error("cannot subscribe to the cluster's channels: {0}")]
+    Subscribe(String),
     /// The listener failed.
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// State shared by every handler of one relay.
-pub struct Relay {
-    /// The configuration it was started with.
-    pub config: Config,
-    /// JWT secret bytes; `None` only in insecure development mode.
-    pub secret: Option<Vec<u8>>,
-    /// Who is online.
-    pub presence: Presence,
-    /// Exported counters and gauges.
-    pub metrics: Arc<Metrics>,
-    /// Socket.IO handle for broadcasts.
-    pub io: SocketIo,
-    id_prefix: String,
-    next_id: AtomicU64,
-    started: std::time::Instant,
-}
-
-impl Relay {
-    /// A new unique message id: a random per-process prefix and a counter.
-    pub fn message_id(&self) -> String {
-        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        format!("{}-{n}", self.id_prefix)
-    }
-
-    /// The relay clock as ISO-8601 with milliseconds.
-    pub fn timestamp(&self) -> String {
-        humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-    }
-
-    /// Time since start.
-    pub fn uptime(&self) -> Duration {
-        self.started.elapsed()
-    }
 }
 
 /// Serves the relay on `listener` until `shutdown` resolves, then disconnects every socket
@@ -96,34 +75,74 @@ pub async fn serve(
     if config.any_origin() {
         warn!("CORS_ORIGIN is not set: browsers from any origin may connect");
     }
-    let hard_cap = config.max_payload_bytes.saturating_mul(HARD_FRAME_FACTOR);
-    let (layer, io) = SocketIo::builder()
-        .req_path(config.path.clone())
-        .max_buffer_size(config.socket_buffer_packets)
-        .max_payload(hard_cap as u64)
-        .ws_max_message_size(hard_cap)
-        .ws_max_frame_size(hard_cap)
-        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
-        .build_layer();
-
     let metrics = Arc::new(Metrics::new());
     let gauges = PresenceGauges {
         operators: metrics.operators.clone(),
         operator_sockets: metrics.operator_sockets.clone(),
         clients: metrics.clients.clone(),
     };
-    let relay = Arc::new(Relay {
-        secret: config.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
-        presence: Presence::new(gauges),
-        metrics,
-        io: io.clone(),
-        id_prefix: format!("{:08x}", rand::random::<u32>()),
-        next_id: AtomicU64::new(1),
-        started: std::time::Instant::now(),
+    let Some(url) = config.redis_url.clone() else {
+        let presence = Arc::new(LocalPresence::new(gauges));
+        let relay = Arc::new(Relay::new(config, presence, metrics, None));
+        let (layer, io) = socket_io(&relay.config).build_layer();
+        register_namespace(&io, relay.clone());
+        return run(listener, relay, layer, io, shutdown).await;
+    };
+    let link = Link::connect(&url, &config.redis_prefix, &metrics).await?;
+    let presence = Arc::new(RedisPresence::new(gauges, link.clone()));
+    presence
+        .heartbeat()
+        .await
+        .map_err(|source| ClusterError::Unreachable {
+            url: redact(&url),
+            source,
+        })?;
+    info!(node = %link.node, redis = %redact(&url), "joined the cluster");
+    let adapter_config = RedisAdapterConfig::new()
+        .with_prefix(format!("{}-sio", link.prefix))
+        .with_stream_buffer(config.redis_stream_buffer);
+    let ctr = RedisAdapterCtr::new_with_driver(link.bus.clone(), adapter_config);
+    let relay = Arc::new(Relay::new(
         config,
-    });
-    register_namespace(&io, relay.clone());
+        presence.clone(),
+        metrics.clone(),
+        Some(link.health.clone()),
+    ));
+    let (layer, io) = socket_io(&relay.config)
+        .with_adapter::<CustomRedisAdapter<Emitter, Bus>>(ctr)
+        .build_layer();
+    register_namespace(&io, relay.clone())
+        .await
+        .map_err(|e| ServeError::Subscribe(e.to_string()))?;
+    let upkeep = tokio::spawn(upkeep::run(io.clone(), presence.clone(), link, metrics));
+    let served = run(listener, relay, layer, io, shutdown).await;
+    upkeep.abort();
+    if let Err(e) = presence.leave().await {
+        warn!(error = %e, "could not take this node out of the cluster");
+    }
+    served
+}
 
+/// socketioxide configured from `config`, on the local adapter until told otherwise.
+fn socket_io(config: &Config) -> SocketIoBuilder {
+    let hard_cap = config.max_payload_bytes.saturating_mul(HARD_FRAME_FACTOR);
+    SocketIo::builder()
+        .req_path(config.path.clone())
+        .max_buffer_size(config.socket_buffer_packets)
+        .max_payload(hard_cap as u64)
+        .ws_max_message_size(hard_cap)
+        .ws_max_frame_size(hard_cap)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
+}
+
+/// Serves HTTP and Socket.IO until `shutdown`, then disconnects every socket and drains.
+async fn run<A: Adapter>(
+    listener: TcpListener,
+    relay: Arc<Relay>,
+    layer: SocketIoLayer<A>,
+    io: SocketIo<A>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let app: Router = http::router(relay.clone()).layer(layer);
     let app = http::guard(app, &relay.config);
     let addr = listener.local_addr()?;
@@ -158,20 +177,23 @@ pub async fn serve(
     Ok(())
 }
 
-/// Wires a socket before its connect answer is sent: its session, its ordered handler,
+/// Wires a socket before its connect answer is sent: its inbox, its ordered handler,
 /// its disconnect handler and its own-id room. Registering here, not in the connect
 /// handler, means no event sent right after the connect answer can miss a handler.
-fn register_namespace(io: &SocketIo, relay: Arc<Relay>) {
-    let wire = move |socket: SocketRef, TryData(auth): TryData<HandshakeAuth>| {
+fn register_namespace<A: DefinedAdapter + Adapter>(
+    io: &SocketIo<A>,
+    relay: Arc<Relay>,
+) -> A::InitRes {
+    let wire = move |socket: SocketRef<A>, TryData(auth): TryData<HandshakeAuth>| {
         let relay = relay.clone();
         async move {
             let token = auth.ok().and_then(|a| a.token);
-            let session = Session::new(relay, token);
-            socket.on_fallback(SessionHandler(session.clone()));
-            socket.on_disconnect(SessionHandler(session));
+            let inbox = Inbox::new(relay, token);
+            socket.on_fallback(SessionHandler(inbox.clone()));
+            socket.on_disconnect(SessionHandler(inbox));
             socket.join(socket.id.to_string());
             Ok::<(), Infallible>(())
         }
     };
-    io.ns("/", (async || {}).with(wire));
+    io.ns("/", (async || {}).with(wire))
 }

@@ -1,38 +1,10 @@
-//! One socket's session: its identity, budgets, and the queue that handles its events in order.
-//!
-//! socketioxide spawns a task per incoming event, so two events of one socket can run out of
-//! order. Instead, the relay registers one [`SessionHandler`] per socket whose `call` runs
-//! synchronously on the socket's read loop and appends the event to the session's queue; a
-//! single drain task at a time works through the queue. Disconnection goes through the same
-//! queue, so it is handled after every event the socket sent before it.
+//! One socket's session state: what it joined as, its budgets, and its handshake token.
 
-use std::collections::VecDeque;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
-use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{AckSender, Event, SocketRef};
-use socketioxide::handler::{DisconnectHandler, FromMessageParts, MessageHandler, Value};
-use socketioxide::socket::{DisconnectReason, Socket};
-
-use tracing::{debug, error};
-
 use crate::auth::OperatorIdentity;
-use crate::handlers;
+use crate::config::Config;
 use crate::ratelimit::SlidingWindow;
-use crate::server::Relay;
-
-/// The adapter the relay runs on.
-pub(crate) type Adapter = LocalAdapter;
-
-/// Events a socket may have waiting; past this (or [`MAX_QUEUED_PAYLOADS`] bytes) the
-/// socket is flooding: it is disconnected and the event counted as dropped.
-pub const MAX_QUEUED_EVENTS: usize = 1024;
-
-/// Queued bytes allowed, in multiples of `MAX_PAYLOAD_BYTES`.
-pub const MAX_QUEUED_PAYLOADS: usize = 8;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -47,183 +19,23 @@ pub(crate) enum Role {
     Client,
 }
 
-/// State only the drain task touches.
+/// State only the socket's drain task touches.
 #[derive(Debug)]
 pub(crate) struct SessionState {
     pub role: Role,
     pub messages: SlidingWindow,
     pub typing: SlidingWindow,
-}
-
-/// One queued item.
-pub(crate) enum Inbound {
-    /// An event within the size limit.
-    Event {
-        name: String,
-        data: Value,
-        ack: Option<AckSender<Adapter>>,
-    },
-    /// An event over `MAX_PAYLOAD_BYTES`; its data was dropped on arrival.
-    Oversized {
-        name: String,
-        size: usize,
-        ack: Option<AckSender<Adapter>>,
-    },
-    /// The socket is gone; run `defer` (socketioxide's room clean-up) after handling it.
-    Disconnect {
-        reason: DisconnectReason,
-        defer: fn(Arc<Socket<Adapter>>),
-    },
-}
-
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<(Inbound, usize)>,
-    bytes: usize,
-    draining: bool,
-    closed: bool,
-}
-
-/// A socket's session, shared by its message and disconnect handlers.
-pub(crate) struct Session {
-    relay: Arc<Relay>,
     /// Token from the handshake `auth` object, verified at `join`.
     pub handshake_token: Option<String>,
-    state: tokio::sync::Mutex<SessionState>,
-    queue: Mutex<Queue>,
 }
 
-impl Session {
-    pub fn new(relay: Arc<Relay>, handshake_token: Option<String>) -> Arc<Self> {
-        let state = SessionState {
+impl SessionState {
+    pub fn new(config: &Config, handshake_token: Option<String>) -> Self {
+        Self {
             role: Role::Unjoined,
-            messages: SlidingWindow::new(relay.config.rate_limit_per_minute, MINUTE),
-            typing: SlidingWindow::new(relay.config.typing_rate_limit_per_minute, MINUTE),
-        };
-        relay.metrics.sockets.inc();
-        Arc::new(Self {
-            relay,
+            messages: SlidingWindow::new(config.rate_limit_per_minute, MINUTE),
+            typing: SlidingWindow::new(config.typing_rate_limit_per_minute, MINUTE),
             handshake_token,
-            state: tokio::sync::Mutex::new(state),
-            queue: Mutex::new(Queue::default()),
-        })
-    }
-
-    fn enqueue(self: &Arc<Self>, socket: &Arc<Socket<Adapter>>, item: Inbound, size: usize) {
-        let is_disconnect = matches!(item, Inbound::Disconnect { .. });
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        if queue.closed {
-            return;
         }
-        let max_bytes = self
-            .relay
-            .config
-            .max_payload_bytes
-            .saturating_mul(MAX_QUEUED_PAYLOADS);
-        if !is_disconnect
-            && (queue.items.len() >= MAX_QUEUED_EVENTS || queue.bytes + size > max_bytes)
-        {
-            drop(queue);
-            self.relay.metrics.inbound_dropped.inc();
-            debug!(sid = %socket.id, "flooding: disconnecting");
-            let _ = SocketRef::from(socket.clone()).disconnect();
-            return;
-        }
-        queue.closed = is_disconnect;
-        queue.bytes += size;
-        queue.items.push_back((item, size));
-        if !queue.draining {
-            queue.draining = true;
-            tokio::spawn(self.clone().drain(socket.clone()));
-        }
-    }
-
-    async fn drain(self: Arc<Self>, socket: Arc<Socket<Adapter>>) {
-        let mut state = self.state.lock().await;
-        loop {
-            let item = {
-                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                match queue.items.pop_front() {
-                    Some((item, size)) => {
-                        queue.bytes -= size;
-                        item
-                    }
-                    None => {
-                        queue.draining = false;
-                        return;
-                    }
-                }
-            };
-            // Socket clean-up must run even if handling panics, or the socket's rooms and
-            // namespace entry would outlive it.
-            let defer = match &item {
-                Inbound::Disconnect { defer, .. } => Some(*defer),
-                _ => None,
-            };
-            let handled = AssertUnwindSafe(handlers::dispatch(
-                &self,
-                &self.relay,
-                &mut state,
-                &socket,
-                item,
-            ))
-            .catch_unwind()
-            .await;
-            if handled.is_err() {
-                error!(sid = %socket.id, "event handler panicked; socket state kept");
-            }
-            if let Some(defer) = defer {
-                defer(socket.clone());
-            }
-        }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.relay.metrics.sockets.dec();
-    }
-}
-
-/// Marker type for the [`MessageHandler`] impl.
-pub(crate) struct Sequenced;
-
-/// Registered as the socket's only message handler (the fallback), before the connect answer.
-pub(crate) struct SessionHandler(pub Arc<Session>);
-
-impl MessageHandler<Adapter, Sequenced> for SessionHandler {
-    fn call(&self, s: Arc<Socket<Adapter>>, mut v: Value, ack_id: Option<i64>) {
-        let size = value_len(&v);
-        let name = match Event::from_message_parts(&s, &mut v, &ack_id) {
-            Ok(Event(name)) => name,
-            Err(_) => String::new(),
-        };
-        let ack = ack_id.and_then(|_| AckSender::from_message_parts(&s, &mut v, &ack_id).ok());
-        let (item, queued) = if size > self.0.relay.config.max_payload_bytes {
-            (Inbound::Oversized { name, size, ack }, 0)
-        } else {
-            (Inbound::Event { name, data: v, ack }, size)
-        };
-        self.0.enqueue(&s, item, queued);
-    }
-}
-
-impl DisconnectHandler<Adapter, Sequenced> for SessionHandler {
-    fn call_with_defer(
-        &self,
-        s: Arc<Socket<Adapter>>,
-        reason: DisconnectReason,
-        defer: fn(Arc<Socket<Adapter>>),
-    ) {
-        self.0.enqueue(&s, Inbound::Disconnect { reason, defer }, 0);
-    }
-}
-
-fn value_len(v: &Value) -> usize {
-    match v {
-        Value::Str(s, bins) => {
-            s.len() + bins.as_ref().map_or(0, |b| b.iter().map(|b| b.len()).sum())
-        }
-        Value::Bytes(b) => b.len(),
     }
 }

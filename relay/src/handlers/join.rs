@@ -1,5 +1,7 @@
 //! `join`: a socket becomes an operator (authenticated) or a visitor, once.
 
+use socketioxide::adapter::Adapter;
+
 use crate::auth::{self, AuthError, OperatorIdentity};
 use crate::handlers::{Ctx, Outcome, Refusal};
 use crate::protocol::{ErrorCode, JoinRequest, NewChat, OperatorInfo, event};
@@ -9,10 +11,20 @@ use crate::session::{Role, SessionState};
 /// Room every operator socket joins.
 pub(crate) const OPERATORS_ROOM: &str = "operators";
 
+/// Room of one operator's own sockets: its presence is announced to every operator but
+/// these, on every node, however its tabs' joins and departures interleave across nodes.
+pub(crate) fn operator_room(operator_id: u64) -> String {
+    format!("operator:{operator_id}")
+}
+
 /// Longest display name kept, in characters.
 const MAX_NAME_CHARS: usize = 100;
 
-pub(crate) async fn handle(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinRequest) -> Outcome {
+pub(crate) async fn handle<A: Adapter>(
+    ctx: &Ctx<'_, A>,
+    state: &mut SessionState,
+    req: JoinRequest,
+) -> Outcome {
     if !matches!(state.role, Role::Unjoined) {
         return Err(Refusal::new(
             ErrorCode::Forbidden,
@@ -29,30 +41,39 @@ pub(crate) async fn handle(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinReq
     }
 }
 
-async fn join_operator(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinRequest) -> Outcome {
-    let who = identify(ctx, &req)?;
+async fn join_operator<A: Adapter>(
+    ctx: &Ctx<'_, A>,
+    state: &mut SessionState,
+    req: JoinRequest,
+) -> Outcome {
+    let who = identify(ctx, &req, state.handshake_token.as_deref())?;
     state.role = Role::Operator(who.clone());
     let presence = &ctx.relay.presence;
-    let _order = presence.transition().await;
-    if presence.add_operator(&who, &ctx.sid) {
+    let _order = presence.local().transition().await;
+    if presence.add_operator(&who, &ctx.sid).await {
         let info = OperatorInfo {
             operator_id: who.operator_id,
             name: who.name,
         };
-        ctx.to_room_but_me(OPERATORS_ROOM, event::OPERATOR_CONNECTED, &info)
-            .await;
+        ctx.to_operators_but(
+            operator_room(who.operator_id),
+            event::OPERATOR_CONNECTED,
+            &info,
+        )
+        .await;
     }
-    // joined only now, under the lock, so no tab hears about its own operator arriving
-    ctx.socket.join(OPERATORS_ROOM);
+    ctx.socket
+        .join([OPERATORS_ROOM.to_owned(), operator_room(who.operator_id)]);
     Ok(None)
 }
 
 /// The operator's identity: from its token, or (insecure development mode only) from `join`.
-fn identify(ctx: &Ctx<'_>, req: &JoinRequest) -> Result<OperatorIdentity, Refusal> {
-    let token = req
-        .token
-        .as_deref()
-        .or(ctx.session.handshake_token.as_deref());
+fn identify<A: Adapter>(
+    ctx: &Ctx<'_, A>,
+    req: &JoinRequest,
+    handshake_token: Option<&str>,
+) -> Result<OperatorIdentity, Refusal> {
+    let token = req.token.as_deref().or(handshake_token);
     let Some(secret) = &ctx.relay.secret else {
         return match (req.operator_id, token) {
             (_, Some(token)) => auth::claims_unverified(token)
@@ -82,7 +103,11 @@ fn identify(ctx: &Ctx<'_>, req: &JoinRequest) -> Result<OperatorIdentity, Refusa
     })
 }
 
-async fn join_client(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinRequest) -> Outcome {
+async fn join_client<A: Adapter>(
+    ctx: &Ctx<'_, A>,
+    state: &mut SessionState,
+    req: JoinRequest,
+) -> Outcome {
     let username = match req.username.as_deref().map(clean_name) {
         Some(name) if !name.is_empty() => name,
         _ => {
@@ -94,8 +119,8 @@ async fn join_client(ctx: &Ctx<'_>, state: &mut SessionState, req: JoinRequest) 
     };
     state.role = Role::Client;
     let presence = &ctx.relay.presence;
-    let _order = presence.transition().await;
-    presence.add_client(&ctx.sid, &username);
+    let _order = presence.local().transition().await;
+    presence.add_client(&ctx.sid, &username).await;
     let chat = NewChat {
         client_id: ctx.sid.as_str().into(),
         username: username.into(),

@@ -2,9 +2,10 @@
 
 use std::borrow::Cow;
 
+use socketioxide::adapter::Adapter;
+
 use crate::auth::OperatorIdentity;
-use crate::handlers::join::OPERATORS_ROOM;
-use crate::handlers::{Ctx, Outcome, Refusal};
+use crate::handlers::{Ctx, OPERATORS_ROOM, Outcome, Refusal};
 use crate::images::{self, ImageError};
 use crate::protocol::{
     BroadcastMessage, ErrorCode, IncomingMessage, IncomingOperatorMessage, MessageBody,
@@ -22,13 +23,13 @@ struct Content {
     size: Option<u64>,
 }
 
-pub(crate) async fn from_operator(
-    ctx: &Ctx<'_>,
+pub(crate) async fn from_operator<A: Adapter>(
+    ctx: &Ctx<'_, A>,
     who: &OperatorIdentity,
     msg: OperatorMessage,
 ) -> Outcome {
     let content = validate(ctx, msg.body)?;
-    if !ctx.relay.presence.has_client(&msg.to) {
+    if !ctx.relay.presence.has_client(&msg.to).await {
         return Err(Refusal::new(
             ErrorCode::UnknownClient,
             format!("no connected client {:?}", msg.to),
@@ -75,7 +76,7 @@ pub(crate) async fn from_operator(
     Ok(Some(message_id))
 }
 
-pub(crate) async fn from_client(ctx: &Ctx<'_>, body: MessageBody) -> Outcome {
+pub(crate) async fn from_client<A: Adapter>(ctx: &Ctx<'_, A>, body: MessageBody) -> Outcome {
     let content = validate(ctx, body)?;
     let message_id = ctx.relay.message_id();
     let incoming = IncomingMessage {
@@ -95,7 +96,7 @@ pub(crate) async fn from_client(ctx: &Ctx<'_>, body: MessageBody) -> Outcome {
     Ok(Some(message_id))
 }
 
-fn validate(ctx: &Ctx<'_>, body: MessageBody) -> Result<Content, Refusal> {
+fn validate<A: Adapter>(ctx: &Ctx<'_, A>, body: MessageBody) -> Result<Content, Refusal> {
     match body.kind {
         MessageKind::Text => {
             let raw = body.message.ok_or_else(|| {

@@ -11,9 +11,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::{FromMessageParts, Value};
-use socketioxide::socket::Socket;
+use socketioxide::operators::BroadcastOperators;
+use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{BroadcastError, SendError, SocketError};
 use tracing::debug;
 
@@ -21,17 +23,39 @@ use crate::metrics::Metrics;
 use crate::protocol::{
     ErrorCode, MessageAck, RATE_LIMIT_MESSAGE, RateLimitExceeded, RelayError, event,
 };
-use crate::server::Relay;
-use crate::session::{Adapter, Inbound, Role, Session, SessionState};
+use crate::session::{Role, SessionState};
+use crate::state::Relay;
+
+pub(crate) use join::OPERATORS_ROOM;
+
+/// One item of a socket's inbox.
+pub(crate) enum Inbound<A: Adapter> {
+    /// An event within the size limit.
+    Event {
+        name: String,
+        data: Value,
+        ack: Option<AckSender<A>>,
+    },
+    /// An event over `MAX_PAYLOAD_BYTES`; its data was dropped on arrival.
+    Oversized {
+        name: String,
+        size: usize,
+        ack: Option<AckSender<A>>,
+    },
+    /// The socket is gone; run `defer` (socketioxide's room clean-up) after handling it.
+    Disconnect {
+        reason: DisconnectReason,
+        defer: fn(Arc<Socket<A>>),
+    },
+}
 
 /// Everything a handler needs about the event it handles.
-pub(crate) struct Ctx<'a> {
+pub(crate) struct Ctx<'a, A: Adapter> {
     pub relay: &'a Relay,
-    pub session: &'a Session,
-    pub socket: SocketRef<Adapter>,
+    pub socket: SocketRef<A>,
     pub sid: String,
     pub event: &'a str,
-    ack: Mutex<Option<AckSender<Adapter>>>,
+    ack: Mutex<Option<AckSender<A>>>,
 }
 
 /// Why an event was not relayed, and so what the sender gets back.
@@ -56,12 +80,11 @@ impl Refusal {
 pub(crate) type Outcome = Result<Option<String>, Refusal>;
 
 /// Handles one queued item of `session`.
-pub(crate) async fn dispatch(
-    session: &Session,
+pub(crate) async fn dispatch<A: Adapter>(
     relay: &Relay,
     state: &mut SessionState,
-    socket: &Arc<Socket<Adapter>>,
-    item: Inbound,
+    socket: &Arc<Socket<A>>,
+    item: Inbound<A>,
 ) {
     let (name, data, ack) = match item {
         Inbound::Event { name, data, ack } => (name, Some(data), ack),
@@ -71,12 +94,12 @@ pub(crate) async fn dispatch(
             (name, None, ack)
         }
         Inbound::Disconnect { reason, .. } => {
-            let ctx = Ctx::new(relay, session, socket, "disconnect", None);
+            let ctx = Ctx::new(relay, socket, "disconnect", None);
             disconnect::handle(&ctx, state, reason).await;
             return;
         }
     };
-    let ctx = Ctx::new(relay, session, socket, &name, ack);
+    let ctx = Ctx::new(relay, socket, &name, ack);
     match route(&ctx, state, socket, data).await {
         Ok(message_id) => ctx.ack(&MessageAck {
             message_id,
@@ -88,10 +111,10 @@ pub(crate) async fn dispatch(
 
 /// Checks role, then budget, then size, then decodes and handles. `data` is `None` for an
 /// event over `MAX_PAYLOAD_BYTES`: it still counts against the sender's budget.
-async fn route(
-    ctx: &Ctx<'_>,
+async fn route<A: Adapter>(
+    ctx: &Ctx<'_, A>,
     state: &mut SessionState,
-    socket: &Arc<Socket<Adapter>>,
+    socket: &Arc<Socket<A>>,
     data: Option<Value>,
 ) -> Outcome {
     let allowed = match (ctx.event, &state.role) {
@@ -161,13 +184,13 @@ async fn route(
         (event::CLIENT_MESSAGE, _) => message::from_client(ctx, decode(socket, data)?).await,
         (event::OPERATOR_TYPING, _) => typing::from_operator(ctx, decode(socket, data)?).await,
         (event::CLIENT_TYPING, _) => typing::from_client(ctx, decode(socket, data)?).await,
-        _ => operators_list::handle(ctx),
+        _ => operators_list::handle(ctx).await,
     }
 }
 
 /// Decodes the event's first argument.
-fn decode<T: DeserializeOwned>(
-    socket: &Arc<Socket<Adapter>>,
+fn decode<T: DeserializeOwned, A: Adapter>(
+    socket: &Arc<Socket<A>>,
     data: &mut Value,
 ) -> Result<T, Refusal> {
     let TryData(result) = match TryData::<T>::from_message_parts(socket, data, &None) {
@@ -177,17 +200,15 @@ fn decode<T: DeserializeOwned>(
     result.map_err(|e| Refusal::new(ErrorCode::InvalidPayload, format!("bad payload: {e}")))
 }
 
-impl<'a> Ctx<'a> {
+impl<'a, A: Adapter> Ctx<'a, A> {
     fn new(
         relay: &'a Relay,
-        session: &'a Session,
-        socket: &Arc<Socket<Adapter>>,
+        socket: &Arc<Socket<A>>,
         event: &'a str,
-        ack: Option<AckSender<Adapter>>,
+        ack: Option<AckSender<A>>,
     ) -> Self {
         Self {
             relay,
-            session,
             socket: SocketRef::from(socket.clone()),
             sid: socket.id.to_string(),
             event,
@@ -254,21 +275,85 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Emits to every socket in `room` but this one.
+    /// Emits to every socket in `room` but this one, on every node.
     pub async fn to_room_but_me<T: Serialize + ?Sized>(
         &self,
         room: &'static str,
         event: &str,
         data: &T,
     ) {
-        let result = self.socket.to(room).emit(event, data).await;
-        count_broadcast_error(&self.relay.metrics, result);
+        self.broadcast(
+            |local| {
+                if local {
+                    self.socket.local().to(room)
+                } else {
+                    self.socket.to(room)
+                }
+            },
+            event,
+            data,
+        )
+        .await;
     }
 
-    /// Emits to every socket in `room` (a socket's own id names a room holding just it).
+    /// Emits to every operator socket but those in `except` (and this one), on every node.
+    pub async fn to_operators_but<T: Serialize + ?Sized>(
+        &self,
+        except: String,
+        event: &str,
+        data: &T,
+    ) {
+        self.broadcast(
+            |local| {
+                let to = if local {
+                    self.socket.local().to(OPERATORS_ROOM)
+                } else {
+                    self.socket.to(OPERATORS_ROOM)
+                };
+                to.except(except.clone())
+            },
+            event,
+            data,
+        )
+        .await;
+    }
+
+    /// Emits to every socket in `room` (a socket's own id names a room holding just it),
+    /// on every node.
     pub async fn to_room<T: Serialize + ?Sized>(&self, room: String, event: &str, data: &T) {
-        let result = self.relay.io.to(room).emit(event, data).await;
-        count_broadcast_error(&self.relay.metrics, result);
+        self.broadcast(
+            |local| {
+                if local {
+                    self.socket.local().to(room.clone())
+                } else {
+                    self.socket.to(room.clone())
+                }
+            },
+            event,
+            data,
+        )
+        .await;
+    }
+
+    /// Broadcasts across the cluster; while this node cannot reach it (or when the
+    /// cluster refuses the publish), to this node's sockets only, so local chat goes on.
+    async fn broadcast<T: Serialize + ?Sized>(
+        &self,
+        to: impl Fn(bool) -> BroadcastOperators<A>,
+        event: &str,
+        data: &T,
+    ) {
+        let metrics = &self.relay.metrics;
+        if self.relay.cluster_up() {
+            match to(false).emit(event, data).await {
+                Err(BroadcastError::Adapter(e)) => {
+                    debug!(error = %e, "cluster publish failed: delivering on this node only");
+                    metrics.cluster_publish_failed.inc();
+                }
+                result => return count_broadcast_error(metrics, result),
+            }
+        }
+        count_broadcast_error(metrics, to(true).emit(event, data).await);
     }
 }
 

@@ -1,13 +1,17 @@
 //! `operatorTyping` and `clientTyping` (their budget is spent in dispatch, silently).
 
-use crate::handlers::join::OPERATORS_ROOM;
-use crate::handlers::{Ctx, Outcome, Refusal};
+use socketioxide::adapter::Adapter;
+
+use crate::handlers::{Ctx, OPERATORS_ROOM, Outcome, Refusal};
 use crate::protocol::{
     ClientTyping, ClientTypingRequest, ErrorCode, OperatorTyping, OperatorTypingRequest, event,
 };
 
-pub(crate) async fn from_operator(ctx: &Ctx<'_>, req: OperatorTypingRequest) -> Outcome {
-    if !ctx.relay.presence.has_client(&req.to) {
+pub(crate) async fn from_operator<A: Adapter>(
+    ctx: &Ctx<'_, A>,
+    req: OperatorTypingRequest,
+) -> Outcome {
+    if !ctx.relay.presence.has_client(&req.to).await {
         return Err(Refusal::new(
             ErrorCode::UnknownClient,
             format!("no connected client {:?}", req.to),
@@ -21,7 +25,7 @@ pub(crate) async fn from_operator(ctx: &Ctx<'_>, req: OperatorTypingRequest) -> 
     Ok(None)
 }
 
-pub(crate) async fn from_client(ctx: &Ctx<'_>, req: ClientTypingRequest) -> Outcome {
+pub(crate) async fn from_client<A: Adapter>(ctx: &Ctx<'_, A>, req: ClientTypingRequest) -> Outcome {
     let typing = ClientTyping {
         from: ctx.sid.as_str().into(),
         is_typing: req.is_typing,

@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs, unused_imports)]
 
 pub mod client;
+pub mod cluster;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -81,27 +82,12 @@ impl TestRelay {
 
     /// An operator socket joined with a valid token in the `join` payload.
     pub async fn operator(&self, id: u64, name: &str) -> Client {
-        let mut c = self.socket().await;
-        c.emit(
-            event::JOIN,
-            json!({"role": "operator", "token": token(id, name), "operatorId": id, "name": name}),
-        );
-        // join is answered by nothing; make sure it was processed before returning
-        let _ = c
-            .emit_with_ack(event::GET_CONNECTED_OPERATORS, Value::Null)
-            .await;
-        c.expect(event::CONNECTED_OPERATORS_LIST).await;
-        c
+        operator_at(self.addr, id, name).await
     }
 
     /// A visitor socket joined as `username`.
     pub async fn client(&self, username: &str) -> Client {
-        let mut c = self.socket().await;
-        let ack = c
-            .emit_with_ack(event::JOIN, json!({"role": "client", "username": username}))
-            .await;
-        assert!(ack.get("error").is_none(), "client join refused: {ack}");
-        c
+        client_at(self.addr, username).await
     }
 
     /// Body of `GET path`.
@@ -137,6 +123,33 @@ impl Drop for TestRelay {
             let _ = tx.send(());
         }
     }
+}
+
+/// An operator socket on the relay at `addr`, joined with a valid token; returns once the
+/// join was handled.
+pub async fn operator_at(addr: SocketAddr, id: u64, name: &str) -> Client {
+    let mut c = Client::connect(addr, None).await.expect("connect");
+    c.emit(
+        event::JOIN,
+        json!({"role": "operator", "token": token(id, name), "operatorId": id, "name": name}),
+    );
+    // join is answered by nothing; make sure it was processed before returning
+    let _ = c
+        .emit_with_ack(event::GET_CONNECTED_OPERATORS, Value::Null)
+        .await;
+    // other operators' presence may come first (a cluster's other nodes announce freely)
+    c.wait_for(event::CONNECTED_OPERATORS_LIST).await;
+    c
+}
+
+/// A visitor socket on the relay at `addr`, joined as `username`.
+pub async fn client_at(addr: SocketAddr, username: &str) -> Client {
+    let mut c = Client::connect(addr, None).await.expect("connect");
+    let ack = c
+        .emit_with_ack(event::JOIN, json!({"role": "client", "username": username}))
+        .await;
+    assert!(ack.get("error").is_none(), "client join refused: {ack}");
+    c
 }
 
 /// A valid HS256 token for operator `id`.

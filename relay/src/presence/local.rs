@@ -1,7 +1,8 @@
-//! Who is online: operators (one entry per operatorId, any number of sockets) and visitors.
+//! This node's presence maps: operators (one entry per operatorId, any number of sockets)
+//! and visitors.
 //!
 //! Reads (`has_client`, `operators`) take a shared lock and never wait on I/O. Changes that
-//! must be announced take [`Presence::transition`] first and hold it until their
+//! must be announced take [`LocalPresence::transition`] first and hold it until their
 //! `operatorConnected`/`operatorDisconnected`/`newChat`/`chatEnded` is sent, so every
 //! operator sees presence events in the order the maps changed.
 
@@ -11,6 +12,7 @@ use std::sync::{PoisonError, RwLock};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Mutex, MutexGuard};
 
+use super::{Counts, Pending, Presence};
 use crate::auth::OperatorIdentity;
 use crate::protocol::OperatorInfo;
 
@@ -27,6 +29,15 @@ struct Maps {
     clients: HashMap<String, String>,
 }
 
+/// This node's sockets at one moment, to put back into a cluster's Redis.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Operator sockets: who, and the socket id.
+    pub operators: Vec<(OperatorIdentity, String)>,
+    /// Visitors: socket id and name.
+    pub clients: Vec<(String, String)>,
+}
+
 /// Presence gauges kept equal to the maps' sizes.
 #[derive(Debug, Clone, Default)]
 pub struct PresenceGauges {
@@ -38,15 +49,15 @@ pub struct PresenceGauges {
     pub clients: Gauge,
 }
 
-/// The presence maps of one relay.
+/// The presence maps of one relay node.
 #[derive(Debug, Default)]
-pub struct Presence {
+pub struct LocalPresence {
     maps: RwLock<Maps>,
     transitions: Mutex<()>,
     gauges: PresenceGauges,
 }
 
-impl Presence {
+impl LocalPresence {
     /// Empty maps reporting into `gauges`.
     pub fn new(gauges: PresenceGauges) -> Self {
         Self {
@@ -131,14 +142,38 @@ impl Presence {
         list
     }
 
-    /// (operators, operator sockets, visitors).
-    pub fn counts(&self) -> (usize, usize, usize) {
+    /// How many are online on this node.
+    pub fn counts(&self) -> Counts {
         let maps = self.read();
-        (
-            maps.operators.len(),
-            maps.operator_sockets,
-            maps.clients.len(),
-        )
+        Counts {
+            operators: maps.operators.len(),
+            operator_sockets: maps.operator_sockets,
+            clients: maps.clients.len(),
+        }
+    }
+
+    /// Every operator socket and visitor of this node.
+    pub fn snapshot(&self) -> Snapshot {
+        let maps = self.read();
+        let operators = maps
+            .operators
+            .iter()
+            .flat_map(|(&operator_id, e)| {
+                e.sockets.iter().map(move |sid| {
+                    let who = OperatorIdentity {
+                        operator_id,
+                        name: e.name.clone(),
+                    };
+                    (who, sid.clone())
+                })
+            })
+            .collect();
+        let clients = maps
+            .clients
+            .iter()
+            .map(|(sid, name)| (sid.clone(), name.clone()))
+            .collect();
+        Snapshot { operators, clients }
     }
 
     fn publish(&self, maps: &Maps) {
@@ -160,6 +195,44 @@ impl Presence {
     }
 }
 
+impl Presence for LocalPresence {
+    fn add_operator<'a>(&'a self, who: &'a OperatorIdentity, sid: &'a str) -> Pending<'a, bool> {
+        Box::pin(std::future::ready(LocalPresence::add_operator(
+            self, who, sid,
+        )))
+    }
+
+    fn remove_operator<'a>(&'a self, who: &'a OperatorIdentity, sid: &'a str) -> Pending<'a, bool> {
+        let last = LocalPresence::remove_operator(self, who.operator_id, sid);
+        Box::pin(std::future::ready(last))
+    }
+
+    fn add_client<'a>(&'a self, sid: &'a str, username: &'a str) -> Pending<'a, ()> {
+        LocalPresence::add_client(self, sid, username);
+        Box::pin(std::future::ready(()))
+    }
+
+    fn remove_client<'a>(&'a self, sid: &'a str) -> Pending<'a, bool> {
+        Box::pin(std::future::ready(LocalPresence::remove_client(self, sid)))
+    }
+
+    fn has_client<'a>(&'a self, sid: &'a str) -> Pending<'a, bool> {
+        Box::pin(std::future::ready(LocalPresence::has_client(self, sid)))
+    }
+
+    fn operators(&self) -> Pending<'_, Vec<OperatorInfo>> {
+        Box::pin(std::future::ready(LocalPresence::operators(self)))
+    }
+
+    fn local(&self) -> &LocalPresence {
+        self
+    }
+
+    fn cluster_counts(&self) -> Pending<'_, Option<Counts>> {
+        Box::pin(std::future::ready(None))
+    }
+}
+
 fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -177,25 +250,25 @@ mod tests {
 
     #[test]
     fn first_and_last_socket_of_an_operator() {
-        let p = Presence::default();
+        let p = LocalPresence::default();
         assert!(p.add_operator(&op(1), "a"));
         assert!(
             !p.add_operator(&op(1), "b"),
             "second tab is not a new operator"
         );
-        assert_eq!(p.counts(), (1, 2, 0));
+        assert_eq!((p.counts().operators, p.counts().operator_sockets), (1, 2));
         assert!(!p.remove_operator(1, "a"));
         assert!(p.remove_operator(1, "b"));
         assert!(
             !p.remove_operator(1, "b"),
             "removing twice announces nothing"
         );
-        assert_eq!(p.counts(), (0, 0, 0));
+        assert_eq!(p.counts(), Counts::default());
     }
 
     #[test]
     fn operators_list_has_one_entry_per_operator() {
-        let p = Presence::default();
+        let p = LocalPresence::default();
         p.add_operator(&op(2), "x");
         p.add_operator(&op(1), "y");
         p.add_operator(&op(2), "z");
@@ -206,7 +279,7 @@ mod tests {
     #[test]
     fn clients_and_gauges() {
         let gauges = PresenceGauges::default();
-        let p = Presence::new(gauges.clone());
+        let p = LocalPresence::new(gauges.clone());
         p.add_client("c1", "Ann");
         assert!(p.has_client("c1"));
         assert_eq!(gauges.clients.get(), 1);
