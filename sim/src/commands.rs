@@ -42,7 +42,7 @@ pub fn run(opts: RunOptions) -> ExitCode {
 /// own): at these rates cross-thread wake-ups cost more than the work. The embedded relay
 /// gets every core.
 fn runtime_for(plan: &Plan) -> std::io::Result<tokio::runtime::Runtime> {
-    let external = plan.target != Target::Embedded;
+    let external = !matches!(plan.target, Target::Embedded { .. });
     if external && std::env::var_os("SIM_MULTI_THREAD").is_none() {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -74,10 +74,14 @@ pub fn build(
                 .collect(),
         },
         target: TargetInfo {
-            kind: if cx.embedded { "embedded" } else { "external" }.to_owned(),
+            kind: match &plan.target {
+                Target::Embedded { relays: 1 } => "embedded".to_owned(),
+                Target::Embedded { relays } => format!("embedded cluster of {relays} relays"),
+                Target::External { .. } => "external".to_owned(),
+            },
             urls: match &plan.target {
                 Target::External { urls, .. } => urls.clone(),
-                Target::Embedded => Vec::new(),
+                Target::Embedded { .. } => Vec::new(),
             },
             relay_version: cx.embedded.then(|| env!("CARGO_PKG_VERSION").to_owned()),
         },

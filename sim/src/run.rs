@@ -51,8 +51,13 @@ impl RunOptions {
 
     /// The same run against `url` instead of the scenario's target, signing operator
     /// tokens with `jwt_secret`.
-    pub fn against(mut self, url: impl Into<String>, jwt_secret: &str) -> Self {
-        self.overrides.targets = vec![url.into()];
+    pub fn against(self, url: impl Into<String>, jwt_secret: &str) -> Self {
+        self.against_each(vec![url.into()], jwt_secret)
+    }
+
+    /// The same run against several nodes of one backend, bots spread over them in turn.
+    pub fn against_each(mut self, urls: Vec<String>, jwt_secret: &str) -> Self {
+        self.overrides.targets = urls;
         self.overrides.jwt_secret = Some(jwt_secret.to_owned());
         self
     }

@@ -1,20 +1,28 @@
-//! The backend under test: the reference relay started in-process, or an external one
-//! checked before any bot starts; and whether this process may open the sockets it needs.
+//! The backend under test: the reference relay started in-process (one node, or a cluster of
+//! nodes on a Redis it starts itself), or an external one checked before any bot starts; and
+//! whether this process may open the sockets it needs.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
 use rand::RngExt;
+use relay::embedded::{Node, RedisServer};
 use tokio::sync::oneshot;
 use wire::{Connection, Endpoint, Options};
 
 use crate::run::RunError;
 use crate::scenario::{Plan, Target};
 
-/// The in-process relay's stop switch and task.
-type Embedded = (
-    oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), relay::ServeError>>,
-);
+/// What the simulator started itself.
+enum Embedded {
+    /// One relay on this runtime: its stop switch and task.
+    Single(
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), relay::ServeError>>,
+    ),
+    /// Relay nodes on their own threads, and the Redis they share (when this process
+    /// started it).
+    Cluster(Vec<Node>, Option<RedisServer>),
+}
 
 /// A running target: where bots connect, the secret operator tokens are signed with, and
 /// the embedded relay's stop switch.
@@ -32,11 +40,24 @@ impl Running {
         self.embedded.is_some()
     }
 
-    /// Stops the embedded relay (waiting at most 15 s); nothing for an external target.
+    /// Stops the embedded relays (waiting at most 15 s) and the Redis the simulator
+    /// started; nothing for an external target.
     pub async fn stop(self) {
-        if let Some((tx, handle)) = self.embedded {
-            let _ = tx.send(());
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), handle).await;
+        match self.embedded {
+            Some(Embedded::Single(tx, handle)) => {
+                let _ = tx.send(());
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(15), handle).await;
+            }
+            Some(Embedded::Cluster(mut nodes, redis)) => {
+                let _ = tokio::task::spawn_blocking(move || {
+                    for node in &mut nodes {
+                        let _ = node.stop();
+                    }
+                    drop(redis);
+                })
+                .await;
+            }
+            None => {}
         }
     }
 }
@@ -48,15 +69,10 @@ impl Running {
 /// [`RunError::Unreachable`] naming the URL.
 pub async fn start(plan: &Plan) -> Result<Running, RunError> {
     match &plan.target {
-        Target::Embedded => {
-            let secret: String = (0..32)
-                .map(|_| format!("{:x}", rand::rng().random_range(0..16u8)))
-                .collect();
-            let mut config = relay::Config::with_secret(secret.clone());
-            config.rate_limit_per_minute = plan.limits.rate_limit_per_minute;
-            config.typing_rate_limit_per_minute = plan.limits.typing_rate_limit_per_minute;
-            config.max_payload_bytes = plan.limits.max_payload_bytes;
-            config.max_image_bytes = plan.limits.max_image_bytes;
+        Target::Embedded { relays } if *relays > 1 => start_cluster(plan, *relays).await,
+        Target::Embedded { .. } => {
+            let secret = random_secret();
+            let config = relay_config(plan, &secret);
             let unreachable = |e: std::io::Error| RunError::Unreachable {
                 url: "embedded relay".into(),
                 reason: e.to_string(),
@@ -73,7 +89,7 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
             Ok(Running {
                 endpoints: vec![Endpoint::new(addr, relay::config::DEFAULT_PATH)],
                 secret,
-                embedded: Some((tx, handle)),
+                embedded: Some(Embedded::Single(tx, handle)),
             })
         }
         Target::External { urls, jwt_secret } => {
@@ -99,12 +115,75 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
     }
 }
 
+fn random_secret() -> String {
+    (0..32)
+        .map(|_| format!("{:x}", rand::rng().random_range(0..16u8)))
+        .collect()
+}
+
+/// The embedded relay's configuration: the plan's limits, `secret`.
+fn relay_config(plan: &Plan, secret: &str) -> relay::Config {
+    let mut config = relay::Config::with_secret(secret);
+    config.rate_limit_per_minute = plan.limits.rate_limit_per_minute;
+    config.typing_rate_limit_per_minute = plan.limits.typing_rate_limit_per_minute;
+    config.max_payload_bytes = plan.limits.max_payload_bytes;
+    config.max_image_bytes = plan.limits.max_image_bytes;
+    config
+}
+
+/// `relays` nodes on one Redis: `REDIS_URL` when set, else a `redis-server` started here on
+/// a free loopback port (stopped with the run). Each node runs on its own thread.
+async fn start_cluster(plan: &Plan, relays: u32) -> Result<Running, RunError> {
+    let secret = random_secret();
+    let mut config = relay_config(plan, &secret);
+    // keys of one run never meet another's, even on a shared Redis
+    config.redis_prefix = format!("sim-{:08x}", rand::rng().random::<u32>());
+    let started = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
+        let failed = |what: &str, e: relay::embedded::EmbeddedError| RunError::Unreachable {
+            url: what.to_owned(),
+            reason: e.to_string(),
+        };
+        let redis = match std::env::var("REDIS_URL") {
+            Ok(url) if !url.is_empty() => {
+                config.redis_url = Some(url);
+                None
+            }
+            _ => {
+                let r = RedisServer::start().map_err(|e| failed("embedded Redis", e))?;
+                config.redis_url = Some(r.url());
+                Some(r)
+            }
+        };
+        let mut nodes = Vec::new();
+        for _ in 0..relays {
+            let node = Node::start(config.clone(), Ipv4Addr::LOCALHOST.into())
+                .map_err(|e| failed("embedded relay", e))?;
+            nodes.push(node);
+        }
+        Ok((nodes, redis))
+    })
+    .await
+    .map_err(|e| RunError::Unreachable {
+        url: "embedded cluster".into(),
+        reason: e.to_string(),
+    })??;
+    let (nodes, redis) = started;
+    Ok(Running {
+        endpoints: nodes
+            .iter()
+            .map(|n| Endpoint::new(n.addr(), relay::config::DEFAULT_PATH))
+            .collect(),
+        secret,
+        embedded: Some(Embedded::Cluster(nodes, redis)),
+    })
+}
+
 /// Sockets are file descriptors: raises the soft limit and refuses plans that cannot fit.
 ///
 /// # Errors
 /// [`RunError::TooManySockets`] with advice.
 pub fn check_open_files(plan: &Plan, shards: u32) -> Result<(), RunError> {
-    let embedded = plan.target == Target::Embedded;
+    let embedded = matches!(plan.target, Target::Embedded { .. });
     let limit = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024);
     // polling connections hold two HTTP connections each
     let per_bot = |g: &crate::scenario::Group| match g.transport {

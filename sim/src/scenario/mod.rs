@@ -157,8 +157,12 @@ pub struct Group {
 /// Where the bots connect.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
-    /// The reference relay, started in-process.
-    Embedded,
+    /// The reference relay, started in-process: one node, or `relays` nodes sharing a Redis
+    /// (`REDIS_URL`, or a `redis-server` the simulator starts on a free port).
+    Embedded {
+        /// Relay nodes; bots spread over them in turn.
+        relays: u32,
+    },
     /// A running backend.
     External {
         /// Socket.IO URLs including the path, e.g. `http://127.0.0.1:3001/chat`.

@@ -53,6 +53,8 @@ pub(super) struct RawTarget {
     pub jwt_secret: Option<String>,
     #[serde(default)]
     pub jwt_secret_env: Option<Spanned<String>>,
+    #[serde(default)]
+    pub relays: Option<Spanned<u32>>,
 }
 
 /// `[relay]`.

@@ -18,6 +18,9 @@ use super::{
 };
 use crate::metrics::is_known_metric;
 
+/// Most embedded relay nodes a scenario may ask for.
+const MAX_EMBEDDED_RELAYS: u32 = 8;
+
 /// Drain after sending when the scenario names none.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(3);
 
@@ -170,8 +173,27 @@ impl Resolver<'_> {
                 urls.push(u.get_ref().clone());
             }
         }
+        let relays = raw.as_ref().and_then(|t| t.relays.as_ref());
+        if let Some(n) = relays {
+            if *n.get_ref() == 0 || *n.get_ref() > MAX_EMBEDDED_RELAYS {
+                return Err(self.err(
+                    n.span(),
+                    "target.relays",
+                    format!("must be 1 to {MAX_EMBEDDED_RELAYS}"),
+                ));
+            }
+            if !urls.is_empty() && flags.is_empty() {
+                return Err(self.err(
+                    n.span(),
+                    "target.relays",
+                    "starts embedded relays, so it cannot be combined with target.url(s)",
+                ));
+            }
+        }
         if urls.is_empty() {
-            return Ok(Target::Embedded);
+            return Ok(Target::Embedded {
+                relays: relays.map_or(1, |n| *n.get_ref()),
+            });
         }
         // file > the variable it names > RELAY_JWT_SECRET
         let secret = match raw.as_ref().map(|t| (&t.jwt_secret, &t.jwt_secret_env)) {

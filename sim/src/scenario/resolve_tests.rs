@@ -42,7 +42,7 @@ fn parses_and_normalizes() {
     assert_eq!(p.groups[0].transport, wire::Transport::Websocket);
     assert_eq!(p.groups[1].transport, wire::Transport::Polling);
     assert_eq!(p.groups[1].messages_per_minute, 6.0);
-    assert_eq!(p.target, Target::Embedded);
+    assert_eq!(p.target, Target::Embedded { relays: 1 });
     assert_eq!(p.peak_sockets(), 14);
     assert_eq!(p.drain, DEFAULT_DRAIN);
     let written: Vec<&str> = p
@@ -195,4 +195,26 @@ fn external_target_needs_a_proper_url() {
 fn a_scenario_without_bots_is_refused() {
     let e = err("[scenario]\nname = \"n\"\nduration = \"1s\"\n");
     assert!(e.contains("`bots`") && e.contains("at least one"), "{e}");
+}
+
+#[test]
+fn an_embedded_cluster_is_asked_for_with_relays() {
+    let src = GOOD.replace(
+        "[[bots]]\nrole = \"operator\"",
+        "[target]\nrelays = 3\n\n[[bots]]\nrole = \"operator\"",
+    );
+    assert_eq!(plan(&src).target, Target::Embedded { relays: 3 });
+    let e = err(&src.replace("relays = 3", "relays = 0"));
+    assert!(
+        e.starts_with("s.toml:8:10: `target.relays`: must be 1 to 8"),
+        "{e}"
+    );
+    let e = err(&src.replace(
+        "relays = 3",
+        "relays = 3\nurl = \"http://127.0.0.1:9/chat\"",
+    ));
+    assert!(
+        e.contains("`target.relays`") && e.contains("cannot be combined"),
+        "{e}"
+    );
 }
