@@ -67,7 +67,7 @@ pub struct Metrics {
     pub cluster_publish_failed: Counter,
     /// Times this node found it no longer heard its own subscription and subscribed again.
     pub cluster_resubscribed: Counter,
-    /// Sockets of dead nodes this node removed from cluster presence.
+    /// Departures of dead nodes' operators (last socket) and visitors this node announced.
     pub cluster_reaped: Counter,
     /// Cluster-wide: nodes alive, operators, operator sockets and visitors online.
     pub cluster: ClusterGauges,
@@ -209,8 +209,8 @@ impl Metrics {
         );
         let cluster_reaped = counter(
             &mut registry,
-            "relay_cluster_reaped_sockets",
-            "Sockets of dead nodes removed from cluster presence by this node",
+            "relay_cluster_departures_announced",
+            "Departures of dead nodes' operators (last socket) and visitors announced by this node",
         );
         let cluster = ClusterGauges {
             nodes: gauge(

@@ -221,7 +221,7 @@ async fn a_killed_node_leaves_no_ghosts() {
         (Some(1), Some(0)),
         "{h}"
     );
-    assert!(metric(a, "relay_cluster_reaped_sockets_total").await >= 2.0);
+    assert!(metric(a, "relay_cluster_departures_announced_total").await >= 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
