@@ -91,7 +91,7 @@ impl Node {
                     Ok(()) => Err(EmbeddedError::Start("the relay stopped at start".into())),
                 };
             }
-            if health_ok(addr) {
+            if health(addr).is_some() {
                 return Ok(node);
             }
             if Instant::now() > deadline {
@@ -143,17 +143,17 @@ impl Drop for Node {
     }
 }
 
-fn health_ok(addr: SocketAddr) -> bool {
-    let Ok(mut tcp) = StdStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = tcp.set_read_timeout(Some(Duration::from_millis(500)));
+/// The body of the relay's `GET /health` when it answers 200 within a second.
+pub fn health(addr: SocketAddr) -> Option<String> {
+    let mut tcp = StdStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    tcp.set_read_timeout(Some(Duration::from_millis(1000)))
+        .ok()?;
     let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if tcp.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    tcp.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+    tcp.write_all(request.as_bytes()).ok()?;
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
 /// A `redis-server` on a free loopback port, with nothing saved to disk; killed when dropped.

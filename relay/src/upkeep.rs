@@ -35,7 +35,9 @@ pub(crate) async fn run<A: Adapter>(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let silence_limit = u64::try_from(PROBE_SILENCE.as_millis()).unwrap_or(u64::MAX);
-    let mut beats: u64 = 0;
+    // the probe is first judged once the node has been probing for longer than the limit
+    let beats_before_judging = PROBE_SILENCE.as_millis() / TICK.as_millis();
+    let mut beats: u128 = 0;
     loop {
         tick.tick().await;
         let lost = match presence.heartbeat().await {
@@ -64,7 +66,7 @@ pub(crate) async fn run<A: Adapter>(
             continue;
         }
         let silence = link.bus.probe_silence_ms();
-        if silence > silence_limit && beats * 500 > silence_limit {
+        if silence > silence_limit && beats > beats_before_judging {
             // Redis answers commands but this node hears nothing: after a Redis restart a
             // connection can come back without its subscriptions
             warn!(

@@ -49,7 +49,8 @@ async fn smoke_passes_on_two_relays_sharing_redis_before_and_after_it_restarts()
     let deadline = Instant::now() + Duration::from_secs(10);
     for addr in [a.addr(), b.addr()] {
         loop {
-            let body = health_body(addr).await;
+            let body =
+                tokio::task::block_in_place(|| relay::embedded::health(addr)).unwrap_or_default();
             if body.contains("\"status\":\"ok\"") && body.contains("\"cluster\"") {
                 break;
             }
@@ -78,17 +79,4 @@ async fn an_embedded_cluster_runs_on_a_redis_the_simulator_starts() {
         .result;
     assert_eq!(r.target.kind, "embedded cluster of 2 relays");
     assert_passed(&r, "embedded cluster");
-}
-
-/// Body of `GET /health`.
-async fn health_body(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await else {
-        return String::new();
-    };
-    let req = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let _ = tcp.write_all(req.as_bytes()).await;
-    let mut raw = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.read_to_end(&mut raw)).await;
-    String::from_utf8_lossy(&raw).into_owned()
 }

@@ -29,7 +29,7 @@ pub(crate) async fn from_operator<A: Adapter>(
     msg: OperatorMessage,
 ) -> Outcome {
     let content = validate(ctx, msg.body)?;
-    if !ctx.relay.presence.has_client(&msg.to).await {
+    if !ctx.client_exists(&msg.to).await {
         return Err(Refusal::new(
             ErrorCode::UnknownClient,
             format!("no connected client {:?}", msg.to),

@@ -282,18 +282,7 @@ impl<'a, A: Adapter> Ctx<'a, A> {
         event: &str,
         data: &T,
     ) {
-        self.broadcast(
-            |local| {
-                if local {
-                    self.socket.local().to(room)
-                } else {
-                    self.socket.to(room)
-                }
-            },
-            event,
-            data,
-        )
-        .await;
+        self.broadcast(|| self.socket.to(room), event, data).await;
     }
 
     /// Emits to every operator socket but those in `except` (and this one), on every node.
@@ -303,49 +292,35 @@ impl<'a, A: Adapter> Ctx<'a, A> {
         event: &str,
         data: &T,
     ) {
-        self.broadcast(
-            |local| {
-                let to = if local {
-                    self.socket.local().to(OPERATORS_ROOM)
-                } else {
-                    self.socket.to(OPERATORS_ROOM)
-                };
-                to.except(except.clone())
-            },
-            event,
-            data,
-        )
-        .await;
+        let to = || self.socket.to(OPERATORS_ROOM).except(except.clone());
+        self.broadcast(to, event, data).await;
     }
 
     /// Emits to every socket in `room` (a socket's own id names a room holding just it),
     /// on every node.
     pub async fn to_room<T: Serialize + ?Sized>(&self, room: String, event: &str, data: &T) {
-        self.broadcast(
-            |local| {
-                if local {
-                    self.socket.local().to(room.clone())
-                } else {
-                    self.socket.to(room.clone())
-                }
-            },
-            event,
-            data,
-        )
-        .await;
+        self.broadcast(|| self.socket.to(room.clone()), event, data)
+            .await;
+    }
+
+    /// True when `sid` is a connected visitor: this node's own visitors are answered
+    /// without awaiting the (possibly remote) presence store.
+    pub async fn client_exists(&self, sid: &str) -> bool {
+        let presence = &self.relay.presence;
+        presence.local().has_client(sid) || presence.has_client(sid).await
     }
 
     /// Broadcasts across the cluster; while this node cannot reach it (or when the
     /// cluster refuses the publish), to this node's sockets only, so local chat goes on.
     async fn broadcast<T: Serialize + ?Sized>(
         &self,
-        to: impl Fn(bool) -> BroadcastOperators<A>,
+        to: impl Fn() -> BroadcastOperators<A>,
         event: &str,
         data: &T,
     ) {
         let metrics = &self.relay.metrics;
         if self.relay.cluster_up() {
-            match to(false).emit(event, data).await {
+            match to().emit(event, data).await {
                 Err(BroadcastError::Adapter(e)) => {
                     debug!(error = %e, "cluster publish failed: delivering on this node only");
                     metrics.cluster_publish_failed.inc();
@@ -353,7 +328,7 @@ impl<'a, A: Adapter> Ctx<'a, A> {
                 result => return count_broadcast_error(metrics, result),
             }
         }
-        count_broadcast_error(metrics, to(true).emit(event, data).await);
+        count_broadcast_error(metrics, to().local().emit(event, data).await);
     }
 }
 

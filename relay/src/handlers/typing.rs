@@ -11,7 +11,7 @@ pub(crate) async fn from_operator<A: Adapter>(
     ctx: &Ctx<'_, A>,
     req: OperatorTypingRequest,
 ) -> Outcome {
-    if !ctx.relay.presence.has_client(&req.to).await {
+    if !ctx.client_exists(&req.to).await {
         return Err(Refusal::new(
             ErrorCode::UnknownClient,
             format!("no connected client {:?}", req.to),
