@@ -61,8 +61,10 @@ pub struct Metrics {
     pub oversized: Counter,
     /// 1 while this node cannot reach its cluster's Redis (it serves its own sockets only).
     pub cluster_degraded: Gauge,
-    /// Cross-node messages dropped because this node's bus buffer was full.
+    /// Cross-node messages dropped: this node's bus buffer was full, or its outbox was.
     pub cluster_dropped: Counter,
+    /// Cross-node messages waiting in this node's outbox for Redis to return.
+    pub cluster_held: Gauge,
     /// Broadcasts that could not be published to the cluster (delivered on this node only).
     pub cluster_publish_failed: Counter,
     /// Times this node found it no longer heard its own subscription and subscribed again.
@@ -195,7 +197,12 @@ impl Metrics {
         let cluster_dropped = counter(
             &mut registry,
             "relay_cluster_dropped",
-            "Cross-node messages dropped because this node's bus buffer was full",
+            "Cross-node messages dropped: bus buffer or outbox full",
+        );
+        let cluster_held = gauge(
+            &mut registry,
+            "relay_cluster_held",
+            "Cross-node messages waiting in this node's outbox for Redis to return",
         );
         let cluster_publish_failed = counter(
             &mut registry,
@@ -249,6 +256,7 @@ impl Metrics {
             oversized,
             cluster_degraded,
             cluster_dropped,
+            cluster_held,
             cluster_publish_failed,
             cluster_resubscribed,
             cluster_reaped,

@@ -61,9 +61,4 @@ impl Relay {
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
-
-    /// False while this node cannot reach the rest of its cluster.
-    pub fn cluster_up(&self) -> bool {
-        self.cluster.as_ref().is_none_or(|h| h.is_up())
-    }
 }

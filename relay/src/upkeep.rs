@@ -1,9 +1,9 @@
 //! A cluster node's upkeep: its heartbeat, the probe that proves it still hears the others,
-//! recovery after Redis returns or restarts, reaping dead nodes' sockets (announcing their
+//! recovery after Redis returns or restarts (presence put back, held messages published), reaping dead nodes' sockets (announcing their
 //! departures), and the cluster-wide gauges.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -18,8 +18,12 @@ use crate::protocol::{ChatEnded, event};
 /// How often a node heartbeats, probes and reaps.
 pub const TICK: Duration = Duration::from_millis(500);
 
-/// A node that has not heard its own probe for this long resubscribes.
+/// A node that has not heard its own probe for this long subscribes again.
 const PROBE_SILENCE: Duration = Duration::from_secs(2);
+
+/// After an outage, held messages go out once as many nodes listen as before it, or after
+/// this long (a node that did not come back must not hold the others' messages forever).
+const FLUSH_WAIT: Duration = Duration::from_secs(3);
 
 fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -34,12 +38,19 @@ pub(crate) async fn run<A: Adapter>(
 ) {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let silence_limit = u64::try_from(PROBE_SILENCE.as_millis()).unwrap_or(u64::MAX);
-    // the probe is first judged once the node has been probing for longer than the limit
-    let beats_before_judging = PROBE_SILENCE.as_millis() / TICK.as_millis();
-    let mut beats: u128 = 0;
+    let silent_beats = u64::try_from(PROBE_SILENCE.as_millis() / TICK.as_millis()).unwrap_or(4);
+    let mut beat: u64 = 0;
+    // the probe number sent when this loop last saw the node degraded
+    let mut down_since: Option<u64> = None;
+    // nodes alive when this node last saw the cluster whole
+    let mut known_nodes: usize = 1;
+    let mut holding_since: Option<Instant> = None;
     loop {
         tick.tick().await;
+        beat += 1;
+        if !link.health.is_up() && down_since.is_none() {
+            down_since = Some(beat);
+        }
         let lost = match presence.heartbeat().await {
             Ok(lost) => lost,
             Err(e) => {
@@ -47,10 +58,11 @@ pub(crate) async fn run<A: Adapter>(
                 continue;
             }
         };
-        beats += 1;
-        if lost || !link.health.is_up() {
+        if lost || down_since.is_some() {
+            // Redis forgot this node (it restarted) or the node was cut off: put its sockets
+            // back and subscribe again, whatever redis-rs already did by itself
             match presence.resync().await {
-                Ok(n) => info!(sockets = n, "cluster presence restored in Redis"),
+                Ok(n) => debug!(sockets = n, "this node's presence is in Redis again"),
                 Err(e) => {
                     link.health.degrade(format!("Redis unreachable: {e}"));
                     continue;
@@ -61,35 +73,54 @@ pub(crate) async fn run<A: Adapter>(
                 continue;
             }
         }
-        if let Err(e) = link.bus.probe().await {
+        if let Err(e) = link.bus.probe(beat).await {
             link.health.degrade(format!("Redis refused PUBLISH: {e}"));
             continue;
         }
-        let silence = link.bus.probe_silence_ms();
-        if silence > silence_limit && beats > beats_before_judging {
-            // Redis answers commands but this node hears nothing: after a Redis restart a
-            // connection can come back without its subscriptions
-            warn!(
-                silence_ms = silence,
-                "not hearing the cluster: subscribing again"
-            );
-            metrics.cluster_resubscribed.inc();
-            link.health
-                .degrade("subscription lost: not hearing the cluster");
-            if let Err(e) = link.bus.resubscribe().await {
-                warn!(error = %e, "resubscribing failed");
+        let heard = link.bus.probe_heard();
+        match down_since {
+            Some(since) if heard > since => {
+                link.health.recover();
+                down_since = None;
             }
-            continue;
+            Some(_) => continue,
+            None if beat > silent_beats && heard + silent_beats < beat => {
+                // Redis answers commands but this node hears nothing: a connection can come
+                // back without its subscriptions (redis-rs issues 1190 and 1148)
+                warn!(heard, beat, "not hearing the cluster: subscribing again");
+                metrics.cluster_resubscribed.inc();
+                link.health
+                    .degrade("subscription lost: not hearing the cluster");
+                down_since = Some(beat);
+                if let Err(e) = link.bus.resubscribe().await {
+                    warn!(error = %e, "subscribing again failed");
+                }
+                continue;
+            }
+            None => {}
         }
-        if !link.health.is_up() && silence < silence_limit {
-            link.health.recover();
+        if link.bus.holding() {
+            let since = *holding_since.get_or_insert_with(Instant::now);
+            let listening = link.bus.listeners().await.map_or(0, usize::from);
+            if listening >= known_nodes || since.elapsed() >= FLUSH_WAIT {
+                match link.bus.flush().await {
+                    Ok(n) => info!(messages = n, listening, "published what waited for Redis"),
+                    Err(e) => link.health.degrade(format!("Redis refused PUBLISH: {e}")),
+                }
+            }
+            if !link.bus.holding() {
+                holding_since = None;
+            }
         }
-        if beats.is_multiple_of(2) {
+        if beat.is_multiple_of(2) {
             match presence.reap().await {
                 Ok(departed) => announce(&io, &metrics, departed).await,
                 Err(e) => debug!(error = %e, "reaping failed"),
             }
             if let Ok((nodes, counts)) = presence.cluster().await {
+                if !link.bus.holding() {
+                    known_nodes = nodes;
+                }
                 metrics.cluster.nodes.set(to_i64(nodes));
                 metrics.cluster.operators.set(to_i64(counts.operators));
                 metrics

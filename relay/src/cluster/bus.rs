@@ -1,11 +1,11 @@
 //! The cross-node message bus: socketioxide-redis's `Driver` over one redis-rs connection
-//! manager that reconnects and resubscribes, with a sized buffer whose drops are counted and
-//! a probe that proves this node still hears its own channels.
+//! manager that reconnects and resubscribes, with a sized buffer whose drops are counted, an
+//! outbox that holds what cannot be published while Redis is away, and a probe that proves
+//! this node still hears its own channels.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Instant;
 
 use prometheus_client::metrics::counter::Counter;
 use redis::aio::ConnectionManager;
@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::health::Health;
+use super::outbox::Outbox;
 
 /// Why a bus operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -29,29 +30,34 @@ pub enum BusError {
 
 type Handlers = HashMap<String, mpsc::Sender<ChanItem>>;
 
-/// Where pushed messages go: each subscribed channel's stream, or the probe's clock.
+/// Where pushed messages go: each subscribed channel's stream, or the probe's counter.
 #[derive(Clone)]
 pub(crate) struct Router {
     handlers: Arc<RwLock<Handlers>>,
     probe_channel: Arc<str>,
-    probe_seen_ms: Arc<AtomicU64>,
-    started: Instant,
+    probe_heard: Arc<AtomicU64>,
+    health: Arc<Health>,
     dropped: Counter,
 }
 
 impl Router {
-    pub fn new(probe_channel: String, dropped: Counter) -> Self {
+    pub fn new(probe_channel: String, health: Arc<Health>, dropped: Counter) -> Self {
         Self {
             handlers: Arc::default(),
             probe_channel: probe_channel.into(),
-            probe_seen_ms: Arc::new(AtomicU64::new(0)),
-            started: Instant::now(),
+            probe_heard: Arc::new(AtomicU64::new(0)),
+            health,
             dropped,
         }
     }
 
     /// Called by redis-rs for every push, on its connection task: never blocks.
     pub fn route(&self, push: PushInfo) {
+        if matches!(push.kind, PushKind::Disconnection) {
+            // from now on publishes wait in the outbox until the node hears the cluster again
+            self.health.degrade("lost the connection to Redis");
+            return;
+        }
         if !matches!(push.kind, PushKind::Message) || push.data.len() < 2 {
             return;
         }
@@ -65,7 +71,8 @@ impl Router {
             return;
         };
         if *chan == *self.probe_channel {
-            self.probe_seen_ms.store(self.now_ms(), Ordering::Release);
+            let n = std::str::from_utf8(&body).ok().and_then(|b| b.parse().ok());
+            self.probe_heard.fetch_max(n.unwrap_or(0), Ordering::AcqRel);
             return;
         }
         let handlers = self.handlers.read().unwrap_or_else(PoisonError::into_inner);
@@ -77,18 +84,9 @@ impl Router {
         }
     }
 
-    /// Milliseconds since the probe was last heard (`u64::MAX`: never).
-    pub fn probe_silence_ms(&self) -> u64 {
-        match self.probe_seen_ms.load(Ordering::Acquire) {
-            0 => u64::MAX,
-            seen => self.now_ms().saturating_sub(seen),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1)
+    /// The highest probe number heard back.
+    pub fn probe_heard(&self) -> u64 {
+        self.probe_heard.load(Ordering::Acquire)
     }
 
     fn channels(&self) -> Vec<String> {
@@ -103,15 +101,60 @@ pub struct Bus {
     conn: ConnectionManager,
     router: Router,
     health: Arc<Health>,
+    outbox: Arc<Outbox>,
 }
 
 impl Bus {
-    pub(crate) fn new(conn: ConnectionManager, router: Router, health: Arc<Health>) -> Self {
+    pub(crate) fn new(
+        conn: ConnectionManager,
+        router: Router,
+        health: Arc<Health>,
+        outbox: Arc<Outbox>,
+    ) -> Self {
         Self {
             conn,
             router,
             health,
+            outbox,
         }
+    }
+
+    /// True while messages wait for the cluster.
+    pub fn holding(&self) -> bool {
+        self.outbox.is_holding()
+    }
+
+    /// Publishes what waited, oldest first; stops at the first failure (it stays first).
+    ///
+    /// # Errors
+    /// Redis refused or did not answer.
+    pub async fn flush(&self) -> Result<usize, redis::RedisError> {
+        let mut n = 0;
+        while let Some((chan, body)) = self.outbox.next() {
+            if let Err(e) = self.conn.clone().publish::<_, _, ()>(&chan, &body).await {
+                self.outbox.put_back(chan, body);
+                return Err(e);
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Subscribers of the adapter's cluster-wide request channel: how many nodes would hear
+    /// a publish now.
+    ///
+    /// # Errors
+    /// Redis refused or did not answer.
+    pub async fn listeners(&self) -> Result<u16, BusError> {
+        let Some(chan) = self
+            .router
+            .channels()
+            .into_iter()
+            .find(|c| c.ends_with("-request#/#"))
+        else {
+            return Ok(0);
+        };
+        self.num_serv(&chan).await
     }
 
     /// Subscribes again to every channel this node listens on (and its probe): Redis treats
@@ -125,29 +168,35 @@ impl Bus {
         self.conn.clone().subscribe(channels).await
     }
 
-    /// Publishes a probe that this node must hear back on its own subscription.
+    /// Publishes probe number `n`, which this node must hear back on its own subscription.
     ///
     /// # Errors
     /// Redis refused or did not answer.
-    pub async fn probe(&self) -> Result<(), redis::RedisError> {
+    pub async fn probe(&self, n: u64) -> Result<(), redis::RedisError> {
         let chan = self.router.probe_channel.to_string();
-        self.conn.clone().publish::<_, _, ()>(chan, "p").await
+        self.conn.clone().publish::<_, _, ()>(chan, n).await
     }
 
-    /// Milliseconds since this node last heard its probe.
-    pub fn probe_silence_ms(&self) -> u64 {
-        self.router.probe_silence_ms()
+    /// The highest probe number this node heard back.
+    pub fn probe_heard(&self) -> u64 {
+        self.router.probe_heard()
     }
 }
 
 impl Driver for Bus {
     type Error = BusError;
 
+    /// Never fails for want of Redis: what cannot go out now waits in the outbox (and the
+    /// adapter goes on to deliver on this node).
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), BusError> {
-        if !self.health.is_up() {
-            return Err(BusError::Down(self.health.reason().unwrap_or_default()));
+        if self.outbox.is_holding() || !self.health.is_up() {
+            self.outbox.hold(chan, val);
+            return Ok(());
         }
-        self.conn.clone().publish::<_, _, ()>(chan, val).await?;
+        if let Err(e) = self.conn.clone().publish::<_, _, ()>(&chan, &val).await {
+            self.health.degrade(format!("Redis refused PUBLISH: {e}"));
+            self.outbox.hold(chan, val);
+        }
         Ok(())
     }
 
@@ -202,10 +251,16 @@ mod tests {
         }
     }
 
+    fn health() -> Arc<Health> {
+        Arc::new(Health::new(
+            prometheus_client::metrics::gauge::Gauge::default(),
+        ))
+    }
+
     #[test]
     fn a_full_stream_drops_and_counts() {
         let dropped = Counter::default();
-        let router = Router::new("probe".into(), dropped.clone());
+        let router = Router::new("probe".into(), health(), dropped.clone());
         let (tx, mut rx) = mpsc::channel(1);
         router
             .handlers
@@ -220,9 +275,21 @@ mod tests {
 
     #[test]
     fn the_probe_is_heard_not_routed() {
-        let router = Router::new("probe".into(), Counter::default());
-        assert_eq!(router.probe_silence_ms(), u64::MAX);
-        router.route(push("probe", b"p"));
-        assert!(router.probe_silence_ms() < 1000);
+        let router = Router::new("probe".into(), health(), Counter::default());
+        assert_eq!(router.probe_heard(), 0);
+        router.route(push("probe", b"7"));
+        router.route(push("probe", b"5"));
+        assert_eq!(router.probe_heard(), 7, "the highest number heard");
+    }
+
+    #[test]
+    fn losing_the_connection_degrades_at_once() {
+        let h = health();
+        let router = Router::new("probe".into(), h.clone(), Counter::default());
+        router.route(PushInfo {
+            kind: PushKind::Disconnection,
+            data: vec![],
+        });
+        assert!(!h.is_up());
     }
 }

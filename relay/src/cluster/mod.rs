@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod health;
+pub mod outbox;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,7 @@ impl Link {
         let health = Arc::new(Health::new(metrics.cluster_degraded.clone()));
         let router = bus::Router::new(
             format!("{prefix}-probe#{node}"),
+            health.clone(),
             metrics.cluster_dropped.clone(),
         );
         let pushes = router.clone();
@@ -94,7 +96,12 @@ impl Link {
                 url: shown.clone(),
                 source,
             })?;
-        let bus = Bus::new(conn.clone(), router, health.clone());
+        let outbox = Arc::new(outbox::Outbox::new(
+            outbox::OUTBOX_BYTES,
+            metrics.cluster_dropped.clone(),
+            metrics.cluster_held.clone(),
+        ));
+        let bus = Bus::new(conn.clone(), router, health.clone(), outbox);
         bus.resubscribe()
             .await
             .map_err(|source| ClusterError::Unreachable { url: shown, source })?;

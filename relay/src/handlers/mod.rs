@@ -310,8 +310,8 @@ impl<'a, A: Adapter> Ctx<'a, A> {
         presence.local().has_client(sid) || presence.has_client(sid).await
     }
 
-    /// Broadcasts across the cluster; while this node cannot reach it (or when the
-    /// cluster refuses the publish), to this node's sockets only, so local chat goes on.
+    /// Broadcasts across the cluster (the bus holds what Redis cannot take now); should the
+    /// adapter still refuse, to this node's sockets only, so local chat goes on.
     async fn broadcast<T: Serialize + ?Sized>(
         &self,
         to: impl Fn() -> BroadcastOperators<A>,
@@ -319,16 +319,14 @@ impl<'a, A: Adapter> Ctx<'a, A> {
         data: &T,
     ) {
         let metrics = &self.relay.metrics;
-        if self.relay.cluster_up() {
-            match to().emit(event, data).await {
-                Err(BroadcastError::Adapter(e)) => {
-                    debug!(error = %e, "cluster publish failed: delivering on this node only");
-                    metrics.cluster_publish_failed.inc();
-                }
-                result => return count_broadcast_error(metrics, result),
+        match to().emit(event, data).await {
+            Err(BroadcastError::Adapter(e)) => {
+                debug!(error = %e, "cluster publish failed: delivering on this node only");
+                metrics.cluster_publish_failed.inc();
+                count_broadcast_error(metrics, to().local().emit(event, data).await);
             }
+            result => count_broadcast_error(metrics, result),
         }
-        count_broadcast_error(metrics, to().local().emit(event, data).await);
     }
 }
 
