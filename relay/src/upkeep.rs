@@ -10,13 +10,17 @@ use socketioxide::adapter::Adapter;
 use tracing::{debug, info, warn};
 
 use crate::cluster::Link;
-use crate::handlers::OPERATORS_ROOM;
+use crate::handlers::{OPERATORS_ROOM, operator_room};
 use crate::metrics::Metrics;
 use crate::presence::redis::{Departure, RedisPresence};
-use crate::protocol::{ChatEnded, event};
+use crate::protocol::{ChatEnded, OperatorInfo, event};
 
-/// How often a node heartbeats, probes and reaps.
-pub const TICK: Duration = Duration::from_millis(500);
+/// How often a node heartbeats and probes (so an outage ends within a few ticks of Redis
+/// returning); it reaps every [`REAP_EVERY`] ticks.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Ticks between two looks for dead nodes (0.5 s).
+const REAP_EVERY: u64 = 5;
 
 /// A node that has not heard its own probe for this long subscribes again.
 const PROBE_SILENCE: Duration = Duration::from_secs(2);
@@ -45,6 +49,7 @@ pub(crate) async fn run<A: Adapter>(
     // nodes alive when this node last saw the cluster whole
     let mut known_nodes: usize = 1;
     let mut holding_since: Option<Instant> = None;
+    let mut settling_since: Option<Instant> = None;
     loop {
         tick.tick().await;
         beat += 1;
@@ -99,6 +104,22 @@ pub(crate) async fn run<A: Adapter>(
             }
             None => {}
         }
+        if presence.unsettled() {
+            // operators who came or went while Redis was away: decided and announced once
+            // every node has put its sockets back
+            let since = *settling_since.get_or_insert_with(Instant::now);
+            let synced = presence.cluster_synced().await.unwrap_or(false);
+            if synced || since.elapsed() >= FLUSH_WAIT {
+                match presence.settle().await {
+                    Ok(changes) => announce_presence(&io, changes).await,
+                    Err(e) => link.health.degrade(format!("Redis unreachable: {e}")),
+                }
+            }
+            if presence.unsettled() {
+                continue;
+            }
+            settling_since = None;
+        }
         if link.bus.holding() {
             let since = *holding_since.get_or_insert_with(Instant::now);
             let listening = link.bus.listeners().await.map_or(0, usize::from);
@@ -112,7 +133,7 @@ pub(crate) async fn run<A: Adapter>(
                 holding_since = None;
             }
         }
-        if beat.is_multiple_of(2) {
+        if beat.is_multiple_of(REAP_EVERY) {
             match presence.reap().await {
                 Ok(departed) => announce(&io, &metrics, departed).await,
                 Err(e) => debug!(error = %e, "reaping failed"),
@@ -129,6 +150,26 @@ pub(crate) async fn run<A: Adapter>(
                     .set(to_i64(counts.operator_sockets));
                 metrics.cluster.clients.set(to_i64(counts.clients));
             }
+        }
+    }
+}
+
+/// Tells every operator but the operator's own tabs, on every node, who arrived (`true`) or
+/// left while Redis was away.
+async fn announce_presence<A: Adapter>(io: &SocketIo<A>, changes: Vec<(OperatorInfo, bool)>) {
+    for (info, arrived) in changes {
+        let name = if arrived {
+            event::OPERATOR_CONNECTED
+        } else {
+            event::OPERATOR_DISCONNECTED
+        };
+        let result = io
+            .to(OPERATORS_ROOM)
+            .except(operator_room(info.operator_id))
+            .emit(name, &info)
+            .await;
+        if let Err(e) = result {
+            debug!(error = %e, "announcing presence failed");
         }
     }
 }

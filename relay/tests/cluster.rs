@@ -435,3 +435,58 @@ async fn cross_node_messages_sent_while_redis_restarts_all_arrive_in_order() {
     let held = metric(b, "relay_cluster_held").await;
     assert_eq!(held, 0.0, "nothing left waiting");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_changes_while_redis_is_away_are_announced_once_it_returns() {
+    let mut cluster = Cluster::start(2);
+    let (a, b) = (cluster.addr(0), cluster.addr(1));
+    let mut watcher = operator_at(a, 1, "Watcher").await;
+    let seven = operator_at(a, 7, "Seven").await;
+    let eight = operator_at(b, 8, "Eight").await;
+    let six_a = operator_at(a, 6, "Six").await;
+    let _six_b = operator_at(b, 6, "Six").await;
+    let _five_b = operator_at(b, 5, "Five").await;
+    watcher.drain(QUIET).await;
+
+    tokio::task::block_in_place(|| cluster.redis.kill());
+    for addr in [a, b] {
+        wait_health(addr, Duration::from_secs(10), |h| h["status"] == "degraded").await;
+    }
+    // while Redis is away: Six closes its tab on A (its tab on B stays), Five opens a second
+    // tab on A, Seven moves its only tab from A to B, Eight leaves, Nine arrives. Node A
+    // alone would call Six's departure its last and Five's arrival its first.
+    six_a.close();
+    let _five_a = operator_at(a, 5, "Five").await;
+    seven.close();
+    let _seven_again = operator_at(b, 7, "Seven").await;
+    eight.close();
+    let _nine = operator_at(b, 9, "Nine").await;
+    tokio::time::sleep(QUIET).await;
+
+    tokio::task::block_in_place(|| cluster.redis.restart()).expect("redis returns");
+    for addr in [a, b] {
+        wait_health(addr, REDIS_RESTART_BOUND, |h| h["status"] == "ok").await;
+    }
+    let got = watcher.drain(Duration::from_secs(5)).await;
+    let told = |id: u64| -> Vec<&str> {
+        got.iter()
+            .filter(|(_, d)| d["operatorId"] == id)
+            .map(|(e, _)| e.as_str())
+            .collect()
+    };
+    assert_eq!(told(8), [event::OPERATOR_DISCONNECTED], "{got:?}");
+    assert!(told(6).is_empty() && told(5).is_empty(), "{got:?}");
+    assert_eq!(told(9), [event::OPERATOR_CONNECTED], "{got:?}");
+    // Seven was never offline for the cluster, or briefly: never announced twice the same way
+    let seven_told = told(7);
+    assert!(
+        seven_told.is_empty()
+            || seven_told == [event::OPERATOR_DISCONNECTED, event::OPERATOR_CONNECTED],
+        "{got:?}"
+    );
+    watcher.emit(event::GET_CONNECTED_OPERATORS, Value::Null);
+    assert_eq!(
+        ids(&watcher.wait_for(event::CONNECTED_OPERATORS_LIST).await),
+        [1, 5, 6, 7, 9]
+    );
+}

@@ -140,11 +140,17 @@ pub enum Counter {
     TypingSent,
     /// Deliveries of another shard's messages (not judged here).
     Foreign,
+    /// Owed deliveries that never came because the sender or the recipient lost its
+    /// connection around the message (reported; loss on healthy sockets is `lost`).
+    LostDisconnected,
+    /// Connections closed by a scheduled fault (a killed relay node), not by the backend's
+    /// own doing.
+    DisconnectedByFault,
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 14] = [
         Counter::Sent,
         Counter::Delivered,
         Counter::ExpectedDeliveries,
@@ -157,6 +163,8 @@ impl Counter {
         Counter::SendFailed,
         Counter::TypingSent,
         Counter::Foreign,
+        Counter::LostDisconnected,
+        Counter::DisconnectedByFault,
     ];
 
     /// The counter's name in results and thresholds.
@@ -174,6 +182,8 @@ impl Counter {
             Counter::SendFailed => "send.failed",
             Counter::TypingSent => "typing.sent",
             Counter::Foreign => "foreign",
+            Counter::LostDisconnected => "lost.disconnected",
+            Counter::DisconnectedByFault => "disconnected.fault",
         }
     }
 }

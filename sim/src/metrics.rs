@@ -22,17 +22,26 @@ pub enum Path {
     Presence,
     /// Connect, from the scheduled arrival to the namespace's connect answer.
     Connect,
+    /// Reconnect, from losing a connection to the new one's connect answer (backoff included).
+    Reconnect,
+    /// Message deliveries whose sender and recipient sit on the same node of a cluster.
+    SameNode,
+    /// Message deliveries whose sender and recipient sit on different nodes.
+    CrossNode,
 }
 
 impl Path {
     /// Every path.
-    pub const ALL: [Path; 6] = [
+    pub const ALL: [Path; 9] = [
         Path::OperatorToClient,
         Path::Fanout,
         Path::ClientToOperators,
         Path::Typing,
         Path::Presence,
         Path::Connect,
+        Path::Reconnect,
+        Path::SameNode,
+        Path::CrossNode,
     ];
 
     /// Name in results and thresholds.
@@ -44,6 +53,9 @@ impl Path {
             Path::Typing => "typing",
             Path::Presence => "presence",
             Path::Connect => "connect",
+            Path::Reconnect => "reconnect",
+            Path::SameNode => "same_node",
+            Path::CrossNode => "cross_node",
         }
     }
 }

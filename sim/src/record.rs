@@ -131,6 +131,8 @@ pub enum Record {
         sid: String,
         /// Operator identity, for operator roles.
         operator: Option<(u64, String)>,
+        /// Which of the target's endpoints (nodes) it is connected to.
+        node: u32,
         /// When `join` left.
         at: Instant,
     },
@@ -257,6 +259,13 @@ pub enum Record {
         /// The bot did not ask for it.
         unexpected: bool,
     },
+    /// A scheduled fault was injected.
+    Fault {
+        /// The node it killed, if it killed one (its sockets close as a consequence).
+        killed: Option<u32>,
+        /// When.
+        at: Instant,
+    },
 }
 
 impl Record {
@@ -274,7 +283,8 @@ impl Record {
             | Record::Ack { at, .. }
             | Record::Leaving { at, .. }
             | Record::FinalOperatorsList { at, .. }
-            | Record::Closed { at, .. } => Some(*at),
+            | Record::Closed { at, .. }
+            | Record::Fault { at, .. } => Some(*at),
             Record::ConnectUnfinished { .. }
             | Record::SendFailed { .. }
             | Record::Latency { .. }

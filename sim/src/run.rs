@@ -18,8 +18,8 @@ use crate::phases::{self, Closing};
 use crate::progress::Progress;
 use crate::record::Record;
 use crate::result;
-use crate::scenario::{self, Overrides, Plan};
-use crate::target;
+use crate::scenario::{self, Fault, Overrides, Plan};
+use crate::target::{self, Breaker};
 
 /// What `sim run` was asked.
 #[derive(Debug, Clone)]
@@ -165,7 +165,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
     let pacer = Pacer::start(records_tx.clone())
         .map_err(|e| RunError::Internal(format!("cannot start the pacing thread: {e}")))?;
     let first_id = u64::from(shard.index) * ID_SPACE + 1;
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         records_tx,
         running.endpoints.clone(),
         running.secret.clone(),
@@ -174,7 +174,9 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
         pacer.handle(),
         first_id,
         (shard.index, shard.count),
-    ));
+    );
+    shared.reconnect = plan.reconnect;
+    let shared = Arc::new(shared);
     let start = Instant::now();
     let progress = Progress::new(opts.progress, plan.peak_sockets(), shared.live.clone());
     let ledger = Ledger::new(
@@ -194,8 +196,16 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
     for spec in bot_specs(&plan, tokio::time::Instant::from_std(start), shard) {
         tasks.push(tokio::spawn(bots::run(shared.clone(), spec)));
     }
+    let faults = tokio::spawn(inject_faults(
+        plan.faults.clone(),
+        running.breaker(),
+        shared.clone(),
+        tokio::time::Instant::from_std(start),
+    ));
 
     let interrupted = phases::drive(&plan, &phase_tx, &progress, &shared, &closing).await;
+    faults.abort();
+    let _ = faults.await;
     // bots close promptly; one that does not is cut off, not waited for
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     for t in tasks {
@@ -246,6 +256,31 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
         result_path,
         report_path,
     })
+}
+
+/// Carries out each fault at its offset from `start`, noting it for the ledger and the bots
+/// first (the sockets a killed node drops close after the note, and bots connect elsewhere).
+async fn inject_faults(
+    faults: Vec<Fault>,
+    breaker: Breaker,
+    shared: Arc<Shared>,
+    start: tokio::time::Instant,
+) {
+    for fault in faults {
+        tokio::time::sleep_until(start + fault.at).await;
+        let killed = fault.action.kills();
+        if let Some(n) = killed {
+            shared.node_killed(n);
+        }
+        let _ = shared.records.send(Record::Fault {
+            killed,
+            at: std::time::Instant::now(),
+        });
+        match breaker.inject(&fault.action).await {
+            Ok(()) => tracing::info!(at = ?fault.at, action = ?fault.action, "fault injected"),
+            Err(e) => tracing::warn!(at = ?fault.at, error = %e, "fault could not be injected"),
+        }
+    }
 }
 
 /// Every bot of the plan with its arrival time: groups start together, each spreads its

@@ -3,6 +3,7 @@
 //! whether this process may open the sockets it needs.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rand::RngExt;
 use relay::embedded::{Node, RedisServer};
@@ -10,7 +11,7 @@ use tokio::sync::oneshot;
 use wire::{Connection, Endpoint, Options};
 
 use crate::run::RunError;
-use crate::scenario::{Plan, Target};
+use crate::scenario::{FaultAction, Plan, Target};
 
 /// What the simulator started itself.
 enum Embedded {
@@ -20,8 +21,75 @@ enum Embedded {
         tokio::task::JoinHandle<Result<(), relay::ServeError>>,
     ),
     /// Relay nodes on their own threads, and the Redis they share (when this process
-    /// started it).
-    Cluster(Vec<Node>, Option<RedisServer>),
+    /// started it); faults reach them through the same handle.
+    Cluster(Arc<Mutex<ClusterParts>>),
+}
+
+/// An embedded cluster's parts.
+struct ClusterParts {
+    nodes: Vec<Node>,
+    redis: Option<RedisServer>,
+}
+
+/// Where a run's faults are carried out: the embedded cluster, or the shell.
+#[derive(Clone)]
+pub struct Breaker {
+    cluster: Option<Arc<Mutex<ClusterParts>>>,
+}
+
+impl Breaker {
+    /// Carries out `action`.
+    ///
+    /// # Errors
+    /// What went wrong, in words (the run goes on).
+    pub async fn inject(&self, action: &FaultAction) -> Result<(), String> {
+        match action {
+            FaultAction::Command { run, .. } => {
+                let status = tokio::process::Command::new("sh")
+                    .arg("-c")
+                    .arg(run)
+                    .status()
+                    .await
+                    .map_err(|e| format!("cannot run {run:?}: {e}"))?;
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(format!("{run:?} exited with {status}"))
+                }
+            }
+            FaultAction::KillRelay(_) | FaultAction::RestartRedis => {
+                let cluster = self
+                    .cluster
+                    .clone()
+                    .ok_or("this fault needs the embedded cluster")?;
+                let action = action.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut parts = cluster.lock().unwrap_or_else(PoisonError::into_inner);
+                    match action {
+                        FaultAction::KillRelay(n) => {
+                            let node = parts
+                                .nodes
+                                .get_mut(n as usize)
+                                .ok_or_else(|| format!("no relay {}", n + 1))?;
+                            node.kill();
+                            Ok(())
+                        }
+                        _ => parts
+                            .redis
+                            .as_mut()
+                            .ok_or_else(|| {
+                                "REDIS_URL is set: the simulator restarts only its own Redis"
+                                    .to_owned()
+                            })?
+                            .restart()
+                            .map_err(|e| e.to_string()),
+                    }
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            }
+        }
+    }
 }
 
 /// A running target: where bots connect, the secret operator tokens are signed with, and
@@ -40,6 +108,16 @@ impl Running {
         self.embedded.is_some()
     }
 
+    /// What carries out the run's faults.
+    pub fn breaker(&self) -> Breaker {
+        Breaker {
+            cluster: match &self.embedded {
+                Some(Embedded::Cluster(parts)) => Some(parts.clone()),
+                _ => None,
+            },
+        }
+    }
+
     /// Stops the embedded relays (waiting at most 15 s) and the Redis the simulator
     /// started; nothing for an external target.
     pub async fn stop(self) {
@@ -48,12 +126,13 @@ impl Running {
                 let _ = tx.send(());
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(15), handle).await;
             }
-            Some(Embedded::Cluster(mut nodes, redis)) => {
+            Some(Embedded::Cluster(parts)) => {
                 let _ = tokio::task::spawn_blocking(move || {
-                    for node in &mut nodes {
+                    let mut parts = parts.lock().unwrap_or_else(PoisonError::into_inner);
+                    for node in &mut parts.nodes {
                         let _ = node.stop();
                     }
-                    drop(redis);
+                    parts.redis = None;
                 })
                 .await;
             }
@@ -138,6 +217,10 @@ async fn start_cluster(plan: &Plan, relays: u32) -> Result<Running, RunError> {
     let mut config = relay_config(plan, &secret);
     // keys of one run never meet another's, even on a shared Redis
     config.redis_prefix = format!("sim-{:08x}", rand::rng().random::<u32>());
+    let restarts_redis = plan
+        .faults
+        .iter()
+        .any(|f| f.action == FaultAction::RestartRedis);
     let started = tokio::task::spawn_blocking(move || -> Result<_, RunError> {
         let failed = |what: &str, e: relay::embedded::EmbeddedError| RunError::Unreachable {
             url: what.to_owned(),
@@ -145,6 +228,14 @@ async fn start_cluster(plan: &Plan, relays: u32) -> Result<Running, RunError> {
         };
         let redis = match std::env::var("REDIS_URL") {
             Ok(url) if !url.is_empty() => {
+                if restarts_redis {
+                    return Err(RunError::Unreachable {
+                        url: "embedded Redis".into(),
+                        reason: "the scenario restarts Redis ([[faults]] restart_redis), which \
+                                 the simulator does only to a Redis it started: unset REDIS_URL"
+                            .into(),
+                    });
+                }
                 config.redis_url = Some(url);
                 None
             }
@@ -174,7 +265,10 @@ async fn start_cluster(plan: &Plan, relays: u32) -> Result<Running, RunError> {
             .map(|n| Endpoint::new(n.addr(), relay::config::DEFAULT_PATH))
             .collect(),
         secret,
-        embedded: Some(Embedded::Cluster(nodes, redis)),
+        embedded: Some(Embedded::Cluster(Arc::new(Mutex::new(ClusterParts {
+            nodes,
+            redis,
+        })))),
     })
 }
 

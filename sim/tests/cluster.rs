@@ -80,3 +80,34 @@ async fn an_embedded_cluster_runs_on_a_redis_the_simulator_starts() {
     assert_eq!(r.target.kind, "embedded cluster of 2 relays");
     assert_passed(&r, "embedded cluster");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_node_passes_through_a_killed_relay_and_a_redis_restart() {
+    let dir = common::temp_dir("multi-node");
+    let r = run(RunOptions::new(
+        common::scenarios_dir().join("multi-node.toml"),
+        dir,
+    ))
+    .await
+    .expect("the run happens")
+    .result;
+    assert_passed(&r, "multi-node");
+    let c = &r.counters;
+    assert!(
+        c["disconnected.fault"] > 0,
+        "relay 2's sockets were cut: {c:?}"
+    );
+    assert_eq!(c["disconnected.unexpected"], 0, "{c:?}");
+    assert_eq!(c["lost"], 0, "nothing lost on healthy sockets: {c:?}");
+    assert_eq!(
+        c["duplicated"], 0,
+        "nothing twice after reconnecting: {c:?}"
+    );
+    assert!(
+        r.paths["reconnect"].intended.count >= c["disconnected.fault"],
+        "every cut bot came back"
+    );
+    for path in ["same_node", "cross_node"] {
+        assert!(r.paths.contains_key(path), "no {path} latency");
+    }
+}

@@ -4,8 +4,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::socket::DisconnectReason;
 use tracing::debug;
 
-use crate::handlers::join::operator_room;
-use crate::handlers::{Ctx, OPERATORS_ROOM};
+use crate::handlers::{Ctx, OPERATORS_ROOM, operator_room};
 use crate::protocol::{ChatEnded, OperatorInfo, event};
 use crate::session::{Role, SessionState};
 

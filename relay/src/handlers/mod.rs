@@ -26,7 +26,7 @@ use crate::protocol::{
 use crate::session::{Role, SessionState};
 use crate::state::Relay;
 
-pub(crate) use join::OPERATORS_ROOM;
+pub(crate) use join::{OPERATORS_ROOM, operator_room};
 
 /// One item of a socket's inbox.
 pub(crate) enum Inbound<A: Adapter> {

@@ -1,7 +1,9 @@
 //! Who is online, behind one trait: this node's maps alone, or the whole cluster's in Redis.
 
 pub mod local;
+mod outage;
 pub mod redis;
+mod scripts;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -7,11 +7,10 @@
 //! to remove when that node dies), `p:nodes` (set), `p:alive:<node>` (expires unless renewed),
 //! `p:opsockets` (count).
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::Script;
-
+use super::outage::{Change, Outage};
+use super::scripts::{ADD_CLIENT, ADD_OPERATOR, REAP, REMOVE_CLIENT, REMOVE_OPERATOR};
 use super::{Counts, LocalPresence, Pending, Presence, PresenceGauges};
 use crate::auth::OperatorIdentity;
 use crate::cluster::Link;
@@ -20,82 +19,15 @@ use crate::protocol::OperatorInfo;
 /// A node whose heartbeat is older than this is dead: survivors remove its sockets.
 pub const NODE_TTL: Duration = Duration::from_secs(3);
 
-static ADD_OPERATOR: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('SADD', KEYS[2], ARGV[3]) == 0 then return 0 end
-redis.call('SADD', KEYS[3], ARGV[4])
-redis.call('INCR', KEYS[4])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-if redis.call('SCARD', KEYS[2]) == 1 then return 1 end
-return 0",
-    )
-});
+/// How long a node's "my sockets are back in Redis" mark lasts after an outage.
+const SYNCED_TTL: Duration = Duration::from_secs(10);
 
-static REMOVE_OPERATOR: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-redis.call('SREM', KEYS[3], ARGV[3])
-if redis.call('SREM', KEYS[2], ARGV[2]) == 0 then return 0 end
-redis.call('DECR', KEYS[4])
-if redis.call('SCARD', KEYS[2]) == 0 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return 1
-end
-return 0",
-    )
-});
-
-static ADD_CLIENT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], 'c/' .. ARGV[1])
-return 1",
-    )
-});
-
-static REMOVE_CLIENT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-redis.call('SREM', KEYS[2], 'c/' .. ARGV[1])
-return redis.call('HDEL', KEYS[1], ARGV[1])",
-    )
-});
-
-/// Removes a dead node's sockets (unless it came back) and returns what departed with it,
-/// as flat triples: `o, operatorId, name` (its last socket) or `c, sid, ""`.
-static REAP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local p, node = ARGV[1], ARGV[2]
-if redis.call('EXISTS', p .. ':alive:' .. node) == 1 then return {} end
-local out = {}
-for _, m in ipairs(redis.call('SMEMBERS', p .. ':node:' .. node)) do
-  if string.sub(m, 1, 1) == 'o' then
-    local rest = string.sub(m, 3)
-    local slash = string.find(rest, '/', 1, true)
-    local id, sid = string.sub(rest, 1, slash - 1), string.sub(rest, slash + 1)
-    if redis.call('SREM', p .. ':op:' .. id, node .. '/' .. sid) == 1 then
-      redis.call('DECR', p .. ':opsockets')
-      if redis.call('SCARD', p .. ':op:' .. id) == 0 then
-        local name = redis.call('HGET', p .. ':ops', id) or ''
-        redis.call('HDEL', p .. ':ops', id)
-        table.insert(out, 'o'); table.insert(out, id); table.insert(out, name)
-      end
-    end
-  else
-    local sid = string.sub(m, 3)
-    if redis.call('HDEL', p .. ':clients', sid) == 1 then
-      table.insert(out, 'c'); table.insert(out, sid); table.insert(out, '')
-    end
-  end
-end
-redis.call('DEL', p .. ':node:' .. node)
-redis.call('SREM', KEYS[1], node)
-return out",
-    )
-});
+fn info(who: &OperatorIdentity) -> OperatorInfo {
+    OperatorInfo {
+        operator_id: who.operator_id,
+        name: who.name.clone(),
+    }
+}
 
 /// Someone who left with a dead node, to announce.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +45,7 @@ pub enum Departure {
 pub struct RedisPresence {
     local: LocalPresence,
     link: Link,
+    outage: Outage,
 }
 
 impl RedisPresence {
@@ -121,6 +54,7 @@ impl RedisPresence {
         Self {
             local: LocalPresence::new(gauges),
             link,
+            outage: Outage::default(),
         }
     }
 
@@ -151,6 +85,33 @@ impl RedisPresence {
             .arg(&who.name)
             .arg(format!("{}/{sid}", self.link.node))
             .arg(format!("o/{id}/{sid}"))
+            .invoke_async(&mut self.link.conn.clone())
+            .await
+    }
+
+    async fn redis_remove_operator(
+        &self,
+        who: &OperatorIdentity,
+        sid: &str,
+    ) -> redis::RedisResult<bool> {
+        let id = who.operator_id.to_string();
+        REMOVE_OPERATOR
+            .key(self.link.key("ops"))
+            .key(self.link.key(&format!("op:{id}")))
+            .key(self.node_key())
+            .key(self.link.key("opsockets"))
+            .arg(&id)
+            .arg(format!("{}/{sid}", self.link.node))
+            .arg(format!("o/{id}/{sid}"))
+            .invoke_async(&mut self.link.conn.clone())
+            .await
+    }
+
+    async fn redis_remove_client(&self, sid: &str) -> redis::RedisResult<bool> {
+        REMOVE_CLIENT
+            .key(self.link.key("clients"))
+            .key(self.node_key())
+            .arg(sid)
             .invoke_async(&mut self.link.conn.clone())
             .await
     }
@@ -188,21 +149,93 @@ impl RedisPresence {
         Ok(previous.is_none())
     }
 
-    /// Puts every socket of this node back into Redis (after Redis lost them), announcing
-    /// nothing: the sockets never left.
+    /// Puts this node's sockets as they were when Redis went away back into Redis (after
+    /// Redis lost them, or missed changes), announcing nothing: the changes since wait for
+    /// [`Self::settle`]. Then marks this node synced.
     ///
     /// # Errors
     /// Redis did not answer.
     pub async fn resync(&self) -> redis::RedisResult<usize> {
         let here = self.local.snapshot();
-        let n = here.operators.len() + here.clients.len();
-        for (who, sid) in &here.operators {
-            self.redis_add_operator(who, sid).await?;
+        let joining = self.outage.joining();
+        let mut n = 0;
+        let before = here
+            .operators
+            .into_iter()
+            .filter(|(_, s)| !joining.contains(s))
+            .chain(self.outage.left_since());
+        for (who, sid) in before {
+            self.redis_add_operator(&who, &sid).await?;
+            n += 1;
         }
         for (sid, _) in &here.clients {
             self.redis_add_client(sid).await?;
+            n += 1;
         }
+        let ttl = u64::try_from(SYNCED_TTL.as_millis()).unwrap_or(u64::MAX);
+        redis::cmd("SET")
+            .arg(self.link.key(&format!("synced:{}", self.link.node)))
+            .arg("1")
+            .arg("PX")
+            .arg(ttl)
+            .query_async::<()>(&mut self.link.conn.clone())
+            .await?;
         Ok(n)
+    }
+
+    /// True when presence changes wait for the cluster.
+    pub fn unsettled(&self) -> bool {
+        self.outage.any()
+    }
+
+    /// True when every node alive has put its sockets back (after an outage).
+    ///
+    /// # Errors
+    /// Redis did not answer.
+    pub async fn cluster_synced(&self) -> redis::RedisResult<bool> {
+        let mut conn = self.link.conn.clone();
+        let nodes: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.link.key("nodes"))
+            .query_async(&mut conn)
+            .await?;
+        let mut pipe = redis::pipe();
+        for n in &nodes {
+            pipe.exists(self.link.key(&format!("synced:{n}")));
+        }
+        let synced: Vec<bool> = pipe.query_async(&mut conn).await?;
+        Ok(synced.into_iter().all(|s| s))
+    }
+
+    /// Applies the changes made while Redis was away, in order, now that the cluster's
+    /// presence is whole again; the operators whose arrival (`true`) or departure (`false`)
+    /// must be announced.
+    ///
+    /// # Errors
+    /// Redis did not answer (what was not applied stays for the next try).
+    pub async fn settle(&self) -> redis::RedisResult<Vec<(OperatorInfo, bool)>> {
+        let mut announce = Vec::new();
+        let mut changes = self.outage.take().into_iter();
+        while let Some(change) = changes.next() {
+            let result = match &change {
+                Change::Joined(who, sid) => self
+                    .redis_add_operator(who, sid)
+                    .await
+                    .map(|first| first.then(|| (info(who), true))),
+                Change::Left(who, sid) => self
+                    .redis_remove_operator(who, sid)
+                    .await
+                    .map(|last| last.then(|| (info(who), false))),
+                Change::ClientLeft(sid) => self.redis_remove_client(sid).await.map(|_| None),
+            };
+            match result {
+                Ok(a) => announce.extend(a),
+                Err(e) => {
+                    self.outage.put_back(std::iter::once(change).chain(changes));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(announce)
     }
 
     /// Removes the sockets of every node whose heartbeat expired; what departed with them.
@@ -278,48 +311,40 @@ impl RedisPresence {
 }
 
 impl Presence for RedisPresence {
+    /// While Redis is away the change waits (and nothing is announced): "first" can only
+    /// be decided once the cluster's presence is whole again.
     fn add_operator<'a>(&'a self, who: &'a OperatorIdentity, sid: &'a str) -> Pending<'a, bool> {
         Box::pin(async move {
-            let first_here = self.local.add_operator(who, sid);
-            if !self.up() {
-                return first_here;
-            }
-            match self.redis_add_operator(who, sid).await {
-                Ok(first) => first,
-                Err(e) => {
-                    self.failed(&e);
-                    first_here
+            self.local.add_operator(who, sid);
+            if self.up() {
+                match self.redis_add_operator(who, sid).await {
+                    Ok(first) => return first,
+                    Err(e) => self.failed(&e),
                 }
             }
+            self.outage
+                .push(Change::Joined(who.clone(), sid.to_owned()));
+            false
         })
     }
 
     fn remove_operator<'a>(&'a self, who: &'a OperatorIdentity, sid: &'a str) -> Pending<'a, bool> {
         Box::pin(async move {
-            let last_here = self.local.remove_operator(who.operator_id, sid);
-            if !self.up() {
-                return last_here;
+            self.local.remove_operator(who.operator_id, sid);
+            if self.up() {
+                match self.redis_remove_operator(who, sid).await {
+                    Ok(last) => return last,
+                    Err(e) => self.failed(&e),
+                }
             }
-            let id = who.operator_id.to_string();
-            let result = REMOVE_OPERATOR
-                .key(self.link.key("ops"))
-                .key(self.link.key(&format!("op:{id}")))
-                .key(self.node_key())
-                .key(self.link.key("opsockets"))
-                .arg(&id)
-                .arg(format!("{}/{sid}", self.link.node))
-                .arg(format!("o/{id}/{sid}"))
-                .invoke_async::<bool>(&mut self.link.conn.clone())
-                .await;
-            result.unwrap_or_else(|e| {
-                self.failed(&e);
-                last_here
-            })
+            self.outage.push(Change::Left(who.clone(), sid.to_owned()));
+            false
         })
     }
 
     fn add_client<'a>(&'a self, sid: &'a str, username: &'a str) -> Pending<'a, ()> {
         Box::pin(async move {
+            // while Redis is away, resync puts it there
             self.local.add_client(sid, username);
             if self.up()
                 && let Err(e) = self.redis_add_client(sid).await
@@ -329,23 +354,18 @@ impl Presence for RedisPresence {
         })
     }
 
+    /// A visitor of this node is announced gone by this node, Redis or not.
     fn remove_client<'a>(&'a self, sid: &'a str) -> Pending<'a, bool> {
         Box::pin(async move {
             let was_here = self.local.remove_client(sid);
-            if !self.up() {
-                return was_here;
+            if self.up() {
+                match self.redis_remove_client(sid).await {
+                    Ok(was) => return was || was_here,
+                    Err(e) => self.failed(&e),
+                }
             }
-            let result = REMOVE_CLIENT
-                .key(self.link.key("clients"))
-                .key(self.node_key())
-                .arg(sid)
-                .invoke_async::<bool>(&mut self.link.conn.clone())
-                .await;
-            // a visitor of this node is announced by this node, even if Redis lost it
-            result.map(|was| was || was_here).unwrap_or_else(|e| {
-                self.failed(&e);
-                was_here
-            })
+            self.outage.push(Change::ClientLeft(sid.to_owned()));
+            was_here
         })
     }
 

@@ -1,6 +1,7 @@
 //! One bot's life, the same for every role: arrive, connect, join, send on schedule and
 //! listen until its lifetime ends or the run tells it to leave; then, as its group says,
-//! stay away a while and come back as a new connection.
+//! stay away a while and come back as a new connection. A connection the backend (or a
+//! fault) breaks is made again as socket.io-client does, on the next node.
 //!
 //! Leaving is orderly: the bot first reads what already arrived, then records that it
 //! stops listening (from then on nothing is owed to it) and hands its goodbye to the
@@ -31,33 +32,56 @@ pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
     let mut phase = shared.phase.clone();
     let mut script = super::script(&spec, &shared);
     let mut arrival = spec.arrival;
-    let lives = if spec.group.lifetime.is_some() {
+    let mut lives = if spec.group.lifetime.is_some() {
         spec.group.reconnects + 1
     } else {
         1
     };
-    for _ in 0..lives {
+    let reconnect = shared.reconnect;
+    // after a lost connection: when it was lost, and the attempts made since
+    let mut lost: Option<(Instant, u32)> = None;
+    // each reconnection tries the next node, as a balancer would route to a survivor
+    let mut shift = 0usize;
+    while lives > 0 {
         tokio::select! {
             () = sleep_until(arrival) => {}
             _ = phase.wait_for(|p| *p != Phase::Sending) => return,
         }
         let key = shared.next_socket();
+        let node = shared.node_for(spec.global, shift);
         let attempt = tokio::select! {
-            conn = connect(&shared, &spec, key, arrival) => conn,
+            conn = connect(&shared, &spec, key, node, arrival, lost.is_none()) => conn,
             _ = phase.wait_for(|p| *p != Phase::Sending) => {
                 shared.record(Record::ConnectUnfinished { socket: key });
                 None
             }
         };
         let Some(conn) = attempt else {
-            return;
+            match lost {
+                Some((since, tries)) if *phase.borrow() == Phase::Sending => {
+                    shift += 1;
+                    arrival = Instant::now() + reconnect.delay(tries, rng.random_range(0.0..1.0));
+                    lost = Some((since, tries + 1));
+                    continue;
+                }
+                _ => return,
+            }
         };
+        if let Some((since, _)) = lost.take() {
+            let us = crate::metrics::micros(since.elapsed());
+            shared.record(Record::Latency {
+                path: crate::metrics::Path::Reconnect,
+                intended_us: us,
+                service_us: us,
+            });
+        }
         script.reset();
         let visitor = spec.group.role == BotRole::Client;
         let mut life = Life {
             shared: &shared,
             spec: &spec,
             key,
+            node: u32::try_from(node).unwrap_or(u32::MAX),
             sender: conn.sender(),
             conn,
             rng: &mut rng,
@@ -73,19 +97,31 @@ pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
             shared.live.visitors.fetch_sub(1, Ordering::Relaxed);
         }
         match end {
-            End::Lifetime => arrival = Instant::now() + spec.group.offline,
+            End::Lifetime => {
+                lives -= 1;
+                arrival = Instant::now() + spec.group.offline;
+            }
+            End::Lost if reconnect.enabled => {
+                shift += 1;
+                lost = Some((Instant::now(), 1));
+                arrival = Instant::now() + reconnect.delay(0, rng.random_range(0.0..1.0));
+            }
             End::Closed | End::Lost => return,
         }
     }
 }
 
+/// Connects to endpoint `node`; a failure is recorded when `counted` (a failed
+/// reconnection attempt is retried, not counted).
 async fn connect(
     shared: &Shared,
     spec: &BotSpec,
     key: SocketKey,
+    node: usize,
     intended: Instant,
+    counted: bool,
 ) -> Option<Connection> {
-    let endpoint = &shared.endpoints[spec.global as usize % shared.endpoints.len()];
+    let endpoint = &shared.endpoints[node];
     let source =
         (endpoint.addr.ip().is_loopback() && endpoint.addr.is_ipv4()).then(|| loopback_source(key));
     let auth = spec.operator.as_ref().map(|who| {
@@ -113,11 +149,13 @@ async fn connect(
             Some(conn)
         }
         Err(e) => {
-            shared.record(Record::ConnectFailed {
-                socket: key,
-                error: e.to_string(),
-                at: std::time::Instant::now(),
-            });
+            if counted {
+                shared.record(Record::ConnectFailed {
+                    socket: key,
+                    error: e.to_string(),
+                    at: std::time::Instant::now(),
+                });
+            }
             None
         }
     }
@@ -136,6 +174,7 @@ struct Life<'a> {
     shared: &'a Shared,
     spec: &'a BotSpec,
     key: SocketKey,
+    node: u32,
     conn: Connection,
     sender: wire::Sender,
     rng: &'a mut StdRng,
@@ -176,6 +215,7 @@ impl Life<'_> {
                 .operator
                 .as_ref()
                 .map(|o| (o.operator_id, o.name.clone())),
+            node: self.node,
             at: std::time::Instant::now(),
         });
         // ack id 0 is the join's; operators also confirm it with the operators list

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::pacer::PacerHandle;
 use crate::record::{MsgId, Observed, Record, SentKind, SocketKey};
-use crate::scenario::{BotRole, Group, Limits};
+use crate::scenario::{BotRole, Group, Limits, Reconnect};
 use content::ImageCache;
 use wire::Endpoint;
 
@@ -66,6 +66,11 @@ pub struct Shared {
     pub pacer: PacerHandle,
     /// Visitor ids operators have heard of, interned.
     pub visitors: Directory,
+    /// How bots come back after losing a connection.
+    pub reconnect: Reconnect,
+    /// Nodes a fault killed, one bit each: new connections go to the others, as a load
+    /// balancer would send them.
+    dead_nodes: AtomicU64,
     next_socket: AtomicU32,
     next_msg: AtomicU64,
     /// In a sharded run, the tag this shard's visitors carry in their names: operators only
@@ -96,6 +101,8 @@ impl Shared {
             live: Arc::default(),
             pacer,
             visitors: Directory::default(),
+            reconnect: Reconnect::default(),
+            dead_nodes: AtomicU64::new(0),
             next_socket: AtomicU32::new(0),
             next_msg: AtomicU64::new(first_msg_id),
             shard_tag: (count > 1).then(|| format!("#shard{}of{count}", index + 1)),
@@ -104,6 +111,24 @@ impl Shared {
 
     fn record(&self, r: Record) {
         let _ = self.records.send(r);
+    }
+
+    /// Notes that a fault killed node `n`.
+    pub fn node_killed(&self, n: u32) {
+        self.dead_nodes
+            .fetch_or(1u64.checked_shl(n).unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The endpoint for a bot's connection: its own turn, moved on by `shift`, skipping
+    /// nodes a fault killed.
+    fn node_for(&self, global: u32, shift: usize) -> usize {
+        let n = self.endpoints.len();
+        let dead = self.dead_nodes.load(Ordering::Relaxed);
+        let first = (global as usize + shift) % n;
+        (0..n)
+            .map(|i| (first + i) % n)
+            .find(|&i| dead & 1u64.checked_shl(i as u32).unwrap_or(0) == 0)
+            .unwrap_or(first)
     }
 
     fn next_socket(&self) -> SocketKey {

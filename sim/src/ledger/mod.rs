@@ -234,6 +234,7 @@ impl Ledger {
             }
         }
         let (intended, sent_at) = (message.intended, message.sent_at);
+        let (sender_node, to_node) = (d.sender.map(|s| s.node), to_info.node);
         if flow == Flow::Reject {
             return;
         }
@@ -242,11 +243,21 @@ impl Ledger {
         }
         if flow == Flow::Continue {
             let service = at.saturating_duration_since(sent_at);
-            self.histograms.record(
-                path,
+            let (intended_us, service_us) = (
                 micros(at.saturating_duration_since(intended)),
                 micros(service),
             );
+            self.histograms.record(path, intended_us, service_us);
+            if self.registry.spans_nodes()
+                && let Some(from) = sender_node
+            {
+                let across = if from == to_node {
+                    Path::SameNode
+                } else {
+                    Path::CrossNode
+                };
+                self.histograms.record(across, intended_us, service_us);
+            }
             self.evidence.message(service);
             self.tally.count(Counter::Delivered, 1);
         }

@@ -11,6 +11,7 @@ fn tab(w: &mut World, key: SocketKey, ms: u64) {
         role: BotRole::Operator,
         sid: format!("cy{key}"),
         operator: Some((3, "Cy".into())),
+        node: 0,
         at,
     });
     let at = w.at(ms + 1);
@@ -126,6 +127,7 @@ fn an_operator_with_an_unconfirmed_tab_is_not_judged() {
         role: BotRole::Operator,
         sid: "cy".into(),
         operator: Some((3, "Cy".into())),
+        node: 0,
         at,
     });
     // never confirmed, never announced: not a miss

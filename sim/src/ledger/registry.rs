@@ -21,6 +21,8 @@ pub struct SocketInfo {
     pub operator: Option<(u64, String)>,
     /// Dense index among operator sockets (for per-operator bitsets).
     pub operator_index: Option<u32>,
+    /// Which of the target's endpoints (nodes) it is on.
+    pub node: u32,
     /// When `join` left.
     pub joining: Instant,
     /// When the join was known to be processed.
@@ -62,6 +64,8 @@ pub struct Registry {
     operator_keys: Vec<SocketKey>,
     tabs: HashMap<u64, Vec<SocketKey>>,
     connected: u64,
+    /// Some socket sits on a node other than the first.
+    several_nodes: bool,
 }
 
 impl Registry {
@@ -73,6 +77,7 @@ impl Registry {
                 role,
                 sid,
                 operator,
+                node,
                 at,
             } => {
                 let idx = *socket as usize;
@@ -80,6 +85,7 @@ impl Registry {
                     self.sockets.resize_with(idx + 1, || None);
                 }
                 self.by_sid.insert(sid.clone(), *socket);
+                self.several_nodes |= *node > 0;
                 let operator_index = role.is_operator().then(|| {
                     self.operator_keys.push(*socket);
                     u32::try_from(self.operator_keys.len() - 1).unwrap_or(u32::MAX)
@@ -92,6 +98,7 @@ impl Registry {
                     sid: sid.clone(),
                     operator: operator.clone(),
                     operator_index,
+                    node: *node,
                     joining: *at,
                     joined: None,
                     refused: false,
@@ -130,6 +137,11 @@ impl Registry {
             Record::ConnectUnfinished { .. } => tally.count(Counter::ConnectUnfinished, 1),
             _ => {}
         }
+    }
+
+    /// True when the target's sockets sit on more than one node.
+    pub fn spans_nodes(&self) -> bool {
+        self.several_nodes
     }
 
     /// A socket by key.

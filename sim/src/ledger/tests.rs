@@ -36,6 +36,7 @@ impl World {
                 role,
                 sid: sid.into(),
                 operator: op,
+                node: 0,
                 at: t0,
             });
             ledger.apply(Record::Joined { socket: k, at: t0 });
@@ -372,6 +373,7 @@ fn a_late_joiner_is_owed_nothing_sent_before_and_is_no_leak() {
         role: BotRole::Operator,
         sid: "late".into(),
         operator: Some((3, "Cy".into())),
+        node: 0,
         at,
     });
     w.ledger.apply(Record::Joined { socket: late, at });
@@ -562,3 +564,6 @@ fn the_closing_phase_counts_the_chat_ended_still_owed() {
 
 #[path = "presence_tests.rs"]
 mod presence;
+
+#[path = "fault_tests.rs"]
+mod fault_tests;

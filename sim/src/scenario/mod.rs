@@ -4,6 +4,7 @@
 //! Every error names the file, line, column and field, taken from the parser's spans (an
 //! inline table such as `bots = [{…}]` points at the right line too).
 
+mod faults;
 mod locate;
 mod raw;
 mod resolve;
@@ -221,6 +222,85 @@ pub struct Plan {
     pub groups: Vec<Group>,
     /// Pass/fail rules: the scenario's, then the default gate's.
     pub thresholds: Vec<Threshold>,
+    /// How bots come back after losing a connection.
+    pub reconnect: Reconnect,
+    /// What the run breaks on purpose, in time order.
+    pub faults: Vec<Fault>,
+}
+
+/// How a bot reconnects after losing its connection, as socket.io-client does: the delay
+/// doubles from `delay` up to `max_delay`, each one randomized by ± `randomization`, and
+/// every attempt goes to the next of the target's nodes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reconnect {
+    /// Off: a lost connection ends the bot.
+    pub enabled: bool,
+    /// First delay.
+    pub delay: Duration,
+    /// Longest delay.
+    pub max_delay: Duration,
+    /// Spread of each delay, 0 to 1.
+    pub randomization: f64,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(5),
+            randomization: 0.5,
+        }
+    }
+}
+
+impl Reconnect {
+    /// The delay before attempt `n` (0-based), given a uniform draw `u` in [0, 1).
+    pub fn delay(&self, n: u32, u: f64) -> Duration {
+        let base = self
+            .delay
+            .saturating_mul(1u32 << n.min(16))
+            .min(self.max_delay);
+        let spread = 1.0 + self.randomization * (2.0 * u - 1.0);
+        base.mul_f64(spread.max(0.0)).min(self.max_delay)
+    }
+}
+
+/// A fault injected at `at` after sending starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// Offset from the start of the sending phase.
+    pub at: Duration,
+    /// What happens.
+    pub action: FaultAction,
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultAction {
+    /// Kills embedded relay node `n` (0-based) at once: no goodbye to its sockets or Redis.
+    KillRelay(u32),
+    /// Kills the simulator's own Redis and starts a fresh, empty one on the same port.
+    RestartRedis,
+    /// Runs a shell command (an external target's way to break something); `node` is the
+    /// endpoint (0-based) whose sockets it cuts, if any.
+    Command {
+        /// `sh -c` this.
+        run: String,
+        /// The node it kills.
+        node: Option<u32>,
+    },
+}
+
+impl FaultAction {
+    /// The node whose sockets this fault closes.
+    pub fn kills(&self) -> Option<u32> {
+        match self {
+            FaultAction::KillRelay(n) => Some(*n),
+            FaultAction::Command { node, .. } => *node,
+            FaultAction::RestartRedis => None,
+        }
+    }
 }
 
 impl Plan {

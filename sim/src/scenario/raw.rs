@@ -25,6 +25,39 @@ pub(super) struct RawScenario {
     pub bots: Option<Spanned<Vec<Spanned<RawGroup>>>>,
     #[serde(default)]
     pub thresholds: Option<Thresholds>,
+    #[serde(default)]
+    pub reconnect: Option<Spanned<RawReconnect>>,
+    #[serde(default)]
+    pub faults: Vec<Spanned<RawFault>>,
+}
+
+/// `[reconnect]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReconnect {
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub delay: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    pub max_delay: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    pub randomization: Option<Spanned<f64>>,
+}
+
+/// `[[faults]]`: an instant and exactly one action.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFault {
+    pub at: Spanned<HumanDuration>,
+    #[serde(default)]
+    pub kill_relay: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub restart_redis: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub command: Option<Spanned<String>>,
+    #[serde(default)]
+    pub node: Option<Spanned<u32>>,
 }
 
 /// `[scenario]`.

@@ -32,7 +32,7 @@ pub(super) fn resolve(path: &Path, source: &str, o: &Overrides) -> Result<Plan, 
     r.plan(raw, o)
 }
 
-struct Resolver<'a> {
+pub(super) struct Resolver<'a> {
     path: &'a Path,
     source: &'a str,
 }
@@ -64,7 +64,7 @@ impl Resolver<'_> {
         }
     }
 
-    fn err(
+    pub(super) fn err(
         &self,
         span: Span<usize>,
         field: impl Into<String>,
@@ -135,6 +135,8 @@ impl Resolver<'_> {
             }
         };
         let thresholds = self.thresholds(raw.thresholds.unwrap_or_default())?;
+        let reconnect = self.reconnect(raw.reconnect)?;
+        let faults = self.faults(raw.faults, &target, duration)?;
         Ok(Plan {
             file: self.path.to_owned(),
             name: meta.name.into_inner(),
@@ -146,6 +148,8 @@ impl Resolver<'_> {
             limits,
             groups,
             thresholds,
+            reconnect,
+            faults,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Scenario resolution: defaults, overrides, the default gate, and errors at the right place.
 
 use super::*;
+use crate::scenario::{FaultAction, Reconnect};
 
 const GOOD: &str = r#"
 [scenario]
@@ -216,5 +217,66 @@ fn an_embedded_cluster_is_asked_for_with_relays() {
     assert!(
         e.contains("`target.relays`") && e.contains("cannot be combined"),
         "{e}"
+    );
+}
+
+#[test]
+fn faults_and_reconnection_are_read_and_checked() {
+    let cluster = GOOD.replace(
+        "[[bots]]\nrole = \"operator\"",
+        "[target]\nrelays = 3\n\n[reconnect]\ndelay = \"500ms\"\n\n\
+         [[faults]]\nat = \"3s\"\nrestart_redis = true\n\n\
+         [[faults]]\nat = \"1s\"\nkill_relay = 2\n\n[[bots]]\nrole = \"operator\"",
+    );
+    let p = plan(&cluster);
+    assert_eq!(p.reconnect.delay, Duration::from_millis(500));
+    assert_eq!(p.reconnect.max_delay, Duration::from_secs(5));
+    let actions: Vec<&FaultAction> = p.faults.iter().map(|f| &f.action).collect();
+    assert_eq!(
+        actions,
+        [&FaultAction::KillRelay(1), &FaultAction::RestartRedis],
+        "in time order, relays counted from 0"
+    );
+    let e = err(&cluster.replace("kill_relay = 2", "kill_relay = 4"));
+    assert!(
+        e.contains("`faults[1].kill_relay`: names relay 1 to 3"),
+        "{e}"
+    );
+    let e = err(&cluster.replace("at = \"3s\"", "at = \"9s\""));
+    assert!(e.contains("`faults[0].at`: must fall within"), "{e}");
+    let e = err(&cluster.replace(
+        "restart_redis = true",
+        "restart_redis = true\ncommand = \"x\"",
+    ));
+    assert!(e.contains("exactly one of"), "{e}");
+    let e = err(&cluster.replace("delay = \"500ms\"", "delay = \"5s\"\nmax_delay = \"1s\""));
+    assert!(e.contains("`reconnect.max_delay`"), "{e}");
+    // killing a relay needs relays to kill; an external target uses a command
+    let single = cluster.replace("relays = 3", "relays = 1");
+    let e = err(&single);
+    assert!(
+        e.contains("embedded cluster ([target] relays = 2 or more)"),
+        "{e}"
+    );
+    let external = GOOD.replace(
+        "[[bots]]\nrole = \"operator\"",
+        "[target]\nurl = \"http://127.0.0.1:9/chat\"\n\n[[faults]]\nat = \"1s\"\n\
+         command = \"true\"\nnode = 2\n\n[[bots]]\nrole = \"operator\"",
+    );
+    assert_eq!(plan(&external).faults[0].action.kills(), Some(1));
+}
+
+#[test]
+fn reconnection_delays_double_up_to_the_cap_within_the_spread() {
+    let r = Reconnect::default();
+    assert_eq!(r.delay(0, 0.5), Duration::from_secs(1));
+    assert_eq!(r.delay(1, 0.5), Duration::from_secs(2));
+    assert_eq!(r.delay(5, 0.5), Duration::from_secs(5));
+    assert_eq!(r.delay(0, 0.0), Duration::from_millis(500));
+    assert!(r.delay(0, 0.999) < Duration::from_millis(1500));
+    assert_eq!(
+        r.delay(9, 0.999),
+        Duration::from_secs(5),
+        "never past the cap"
     );
 }

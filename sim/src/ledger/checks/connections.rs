@@ -1,14 +1,31 @@
 //! Connections: every payload parses as the protocol says, and the backend closes no
-//! connection the bot still wants. `relayError`s are counted (with examples) here too.
+//! connection the bot still wants, unless a scheduled fault killed the node it was on.
+//! `relayError`s are counted (with examples) here too.
+
+use std::time::{Duration, Instant};
 
 use reports::model::{Counter, Violation};
 
 use super::{Check, Cx};
 use crate::record::{Observed, Record};
 
+/// How long after a node is killed its sockets' closing is put down to the kill.
+pub const FAULT_WINDOW: Duration = Duration::from_secs(10);
+
 /// Unparseable payloads and connections the backend closed.
 #[derive(Debug, Default)]
-pub struct Connections;
+pub struct Connections {
+    /// Nodes killed by faults, and when.
+    kills: Vec<(u32, Instant)>,
+}
+
+impl Connections {
+    fn killed(&self, node: u32, at: Instant) -> bool {
+        self.kills
+            .iter()
+            .any(|&(n, k)| n == node && k <= at && at <= k + FAULT_WINDOW)
+    }
+}
 
 impl Check for Connections {
     fn record(&mut self, record: &Record, cx: &mut Cx<'_>) {
@@ -32,10 +49,18 @@ impl Check for Connections {
                     _ => {}
                 }
             }
+            Record::Fault {
+                killed: Some(node),
+                at,
+            } => self.kills.push((*node, *at)),
             Record::Closed { socket, at, .. } => {
                 if let Some(s) = cx.registry.get(*socket)
                     && s.closed_by_server
                 {
+                    if self.killed(s.node, *at) {
+                        cx.tally.count(Counter::DisconnectedByFault, 1);
+                        return;
+                    }
                     cx.tally.violation(
                         Violation::DisconnectedUnexpected,
                         None,

@@ -4,12 +4,18 @@
 //! Owed: every operator socket but the sender whose join was confirmed before the message
 //! left and that stayed open the leave grace after it, and the addressed visitor under the
 //! same condition. A socket that starts to close is owed nothing from then on.
+//!
+//! A delivery missing because a connection broke is reported apart (`lost.disconnected`):
+//! the recipient's connection was lost within the grace after the message left, or the
+//! sender's was before the backend acknowledged it. Loss on healthy sockets is `lost`.
 
 use reports::model::{Counter, Violation};
 
 use super::{Check, Cx, Delivery, Flow};
 use crate::ledger::messages::Message;
+use crate::ledger::registry::SocketInfo;
 use crate::ledger::tally::Tally;
+use crate::record::AckOutcome;
 
 /// Duplicates and losses.
 #[derive(Debug, Default)]
@@ -35,17 +41,38 @@ impl Check for ExactlyOnce {
             return;
         }
         let grace = cx.evidence.leave_grace();
+        // the connection that carried the message broke before the backend confirmed it:
+        // what it did not pass on went down with the connection
+        let sender_cut = !matches!(m.ack, Some((AckOutcome::Accepted, _)))
+            && cx
+                .registry
+                .get(m.sender)
+                .is_some_and(|s| cut_within(s, m.sent_at, grace));
+        let missing = |tally: &mut Tally, s: &SocketInfo, what: &'static str| {
+            if sender_cut {
+                tally.count(Counter::LostDisconnected, 1);
+            } else {
+                tally.violation(Violation::Lost, Some(m.id), &s.sid, m.sent_at, || {
+                    what.into()
+                });
+            }
+        };
         let mut owed = 0;
         for (k, s) in cx.registry.operators() {
-            if k == m.sender || !s.owed_at(m.sent_at, grace) {
+            if k == m.sender {
                 continue;
             }
-            owed += 1;
-            if !m.received.contains(&k) {
-                cx.tally
-                    .violation(Violation::Lost, Some(m.id), &s.sid, m.sent_at, || {
-                        "operator socket never got it".into()
-                    });
+            let got = m.received.contains(&k);
+            if s.owed_at(m.sent_at, grace) {
+                owed += 1;
+                if !got {
+                    missing(cx.tally, s, "operator socket never got it");
+                }
+            } else if !got
+                && s.joined.is_some_and(|j| j < m.sent_at)
+                && cut_within(s, m.sent_at, grace)
+            {
+                cx.tally.count(Counter::LostDisconnected, 1);
             }
         }
         let visitor = m
@@ -55,16 +82,21 @@ impl Check for ExactlyOnce {
         if let Some((k, v)) = visitor
             && !v.refused
             && v.joining <= m.sent_at
-            && v.stays(m.sent_at, grace)
         {
-            owed += 1;
-            if !m.received.contains(&k) {
-                cx.tally
-                    .violation(Violation::Lost, Some(m.id), &v.sid, m.sent_at, || {
-                        "visitor never got it".into()
-                    });
+            if v.stays(m.sent_at, grace) {
+                owed += 1;
+                if !m.received.contains(&k) {
+                    missing(cx.tally, v, "visitor never got it");
+                }
+            } else if !m.received.contains(&k) && cut_within(v, m.sent_at, grace) {
+                cx.tally.count(Counter::LostDisconnected, 1);
             }
         }
         cx.tally.count(Counter::ExpectedDeliveries, owed);
     }
+}
+
+/// True when the backend (or a fault) closed `s` after `t`, but no later than `grace` after.
+fn cut_within(s: &SocketInfo, t: std::time::Instant, grace: std::time::Duration) -> bool {
+    s.closed_by_server && s.leaving.is_some_and(|l| l >= t && l < t + grace)
 }

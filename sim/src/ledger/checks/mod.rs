@@ -152,7 +152,7 @@ impl Checks {
             presence: Presence::default(),
             operator_presence: OperatorPresence::default(),
             operators_list: OperatorsList::new(sharded),
-            connections: Connections,
+            connections: Connections::default(),
         }
     }
 

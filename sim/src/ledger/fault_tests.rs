@@ -1,0 +1,85 @@
+//! Connections broken on purpose or by the backend: what is lost with them is reported
+//! apart from loss on healthy sockets, and a killed node's sockets are not the backend's
+//! fault.
+
+use super::*;
+
+impl World {
+    /// The backend (or a fault) cuts `socket` at `ms`.
+    fn cut(&mut self, socket: SocketKey, ms: u64) {
+        let at = self.at(ms);
+        self.ledger.apply(Record::Closed {
+            socket,
+            at,
+            unexpected: true,
+        });
+    }
+}
+
+#[test]
+fn a_recipient_cut_right_after_a_message_is_lost_disconnected_not_lost() {
+    let mut w = World::new();
+    w.send_to_v1(1, 10);
+    w.got_to_client(V1, 1, 11);
+    w.cut(OP_B, 12); // the broadcast to OP_B went down with its connection
+    let c = w.finish();
+    assert_eq!(c["lost"], 0, "{c:?}");
+    assert_eq!(c["lost.disconnected"], 1, "{c:?}");
+}
+
+#[test]
+fn a_sender_cut_before_its_ack_loses_nothing_on_healthy_sockets() {
+    let mut w = World::new();
+    w.send_to_v1(1, 10);
+    w.cut(OP_A, 11); // no ack: the backend may never have taken it
+    let c = w.finish();
+    assert_eq!(c["lost"], 0, "{c:?}");
+    assert_eq!(c["lost.disconnected"], 2, "both recipients: {c:?}");
+}
+
+#[test]
+fn an_acknowledged_message_is_still_owed_after_its_sender_is_cut() {
+    let mut w = World::new();
+    w.send_to_v1(1, 10);
+    w.ack(OP_A, 1, 11, AckOutcome::Accepted);
+    w.cut(OP_A, 12);
+    w.got_to_client(V1, 1, 13); // OP_B never gets it although the backend took it
+    let c = w.finish();
+    assert_eq!(c["lost"], 1, "{c:?}");
+    assert_eq!(c["lost.disconnected"], 0, "{c:?}");
+}
+
+#[test]
+fn a_socket_cut_long_before_a_message_is_owed_nothing_and_counted_nowhere() {
+    let mut w = World::new();
+    w.cut(OP_B, 5);
+    w.send_to_v1(1, 5_000);
+    w.got_to_client(V1, 1, 5_001);
+    let c = w.finish();
+    assert_eq!((c["lost"], c["lost.disconnected"]), (0, 0), "{c:?}");
+}
+
+#[test]
+fn sockets_of_a_killed_node_are_disconnected_by_the_fault_others_unexpectedly() {
+    let mut w = World::new();
+    // OP_B sits on node 1, which a fault kills at 100 ms; V2 is on node 0
+    let at = w.at(1);
+    w.ledger.apply(Record::Joining {
+        socket: 9,
+        role: BotRole::Operator,
+        sid: "opB2".into(),
+        operator: Some((2, "Bob".into())),
+        node: 1,
+        at,
+    });
+    let at = w.at(100);
+    w.ledger.apply(Record::Fault {
+        killed: Some(1),
+        at,
+    });
+    w.cut(9, 101);
+    w.cut(V2, 102);
+    let c = w.finish();
+    assert_eq!(c["disconnected.fault"], 1, "{c:?}");
+    assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
+}

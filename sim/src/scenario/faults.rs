@@ -1,0 +1,122 @@
+//! `[reconnect]` and `[[faults]]`: how bots come back, and what the run breaks on purpose.
+
+use toml::Spanned;
+
+use super::raw::{RawFault, RawReconnect};
+use super::resolve::Resolver;
+use super::{Fault, FaultAction, Reconnect, ScenarioError, Target};
+
+impl Resolver<'_> {
+    pub(super) fn reconnect(
+        &self,
+        raw: Option<Spanned<RawReconnect>>,
+    ) -> Result<Reconnect, ScenarioError> {
+        let mut r = Reconnect::default();
+        let Some(raw) = raw.map(Spanned::into_inner) else {
+            return Ok(r);
+        };
+        r.enabled = raw.enabled.unwrap_or(true);
+        if let Some(d) = raw.delay {
+            if d.get_ref().0.is_zero() {
+                return Err(self.err(d.span(), "reconnect.delay", "must be more than 0s"));
+            }
+            r.delay = d.get_ref().0;
+        }
+        if let Some(d) = raw.max_delay {
+            if d.get_ref().0 < r.delay {
+                return Err(self.err(
+                    d.span(),
+                    "reconnect.max_delay",
+                    "must be at least reconnect.delay",
+                ));
+            }
+            r.max_delay = d.get_ref().0;
+        }
+        if let Some(x) = raw.randomization {
+            if !(0.0..=1.0).contains(x.get_ref()) {
+                return Err(self.err(x.span(), "reconnect.randomization", "must be 0 to 1"));
+            }
+            r.randomization = *x.get_ref();
+        }
+        Ok(r)
+    }
+
+    pub(super) fn faults(
+        &self,
+        raw: Vec<Spanned<RawFault>>,
+        target: &Target,
+        duration: std::time::Duration,
+    ) -> Result<Vec<Fault>, ScenarioError> {
+        let relays = match target {
+            Target::Embedded { relays } => Some(*relays),
+            Target::External { .. } => None,
+        };
+        let mut faults = Vec::with_capacity(raw.len());
+        for (i, f) in raw.into_iter().enumerate() {
+            let span = f.span();
+            let f = f.into_inner();
+            let field = |name: &str| format!("faults[{i}].{name}");
+            let at = f.at.get_ref().0;
+            if at >= duration {
+                return Err(self.err(
+                    f.at.span(),
+                    field("at"),
+                    "must fall within scenario.duration",
+                ));
+            }
+            let set = usize::from(f.kill_relay.is_some())
+                + usize::from(f.restart_redis.is_some())
+                + usize::from(f.command.is_some());
+            if set != 1 {
+                return Err(self.err(
+                    span,
+                    format!("faults[{i}]"),
+                    "needs exactly one of kill_relay, restart_redis, command",
+                ));
+            }
+            let action = if let Some(n) = f.kill_relay {
+                match relays {
+                    Some(r) if r >= 2 && (1..=r).contains(n.get_ref()) => {
+                        FaultAction::KillRelay(n.get_ref() - 1)
+                    }
+                    Some(r) if r >= 2 => {
+                        return Err(self.err(
+                            n.span(),
+                            field("kill_relay"),
+                            format!("names relay 1 to {r}"),
+                        ));
+                    }
+                    _ => {
+                        return Err(self.err(
+                            n.span(),
+                            field("kill_relay"),
+                            "needs an embedded cluster ([target] relays = 2 or more); \
+                             for an external target use command",
+                        ));
+                    }
+                }
+            } else if let Some(b) = f.restart_redis {
+                if !*b.get_ref() || relays.is_none_or(|r| r < 2) {
+                    return Err(self.err(
+                        b.span(),
+                        field("restart_redis"),
+                        "is `true`, for an embedded cluster ([target] relays = 2 or more)",
+                    ));
+                }
+                FaultAction::RestartRedis
+            } else {
+                let run = f.command.map(Spanned::into_inner).unwrap_or_default();
+                let node = match f.node {
+                    Some(n) if *n.get_ref() == 0 => {
+                        return Err(self.err(n.span(), field("node"), "counts from 1"));
+                    }
+                    n => n.map(|n| n.get_ref() - 1),
+                };
+                FaultAction::Command { run, node }
+            };
+            faults.push(Fault { at, action });
+        }
+        faults.sort_by_key(|f| f.at);
+        Ok(faults)
+    }
+}
