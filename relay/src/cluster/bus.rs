@@ -30,10 +30,17 @@ pub enum BusError {
 
 type Handlers = HashMap<String, mpsc::Sender<ChanItem>>;
 
+/// Bytes that open every request this node publishes: socketioxide-redis's msgpack array
+/// header, then the node's uid as a 16-character string (its first field).
+const OWN_PREFIX: usize = 18;
+
 /// Where pushed messages go: each subscribed channel's stream, or the probe's counter.
+/// This node's own requests, which Redis echoes back to it, are dropped here instead of
+/// being decoded by the adapter only to be ignored.
 #[derive(Clone)]
 pub(crate) struct Router {
     handlers: Arc<RwLock<Handlers>>,
+    own: Arc<std::sync::OnceLock<[u8; OWN_PREFIX - 1]>>,
     probe_channel: Arc<str>,
     probe_heard: Arc<AtomicU64>,
     health: Arc<Health>,
@@ -44,6 +51,7 @@ impl Router {
     pub fn new(probe_channel: String, health: Arc<Health>, dropped: Counter) -> Self {
         Self {
             handlers: Arc::default(),
+            own: Arc::default(),
             probe_channel: probe_channel.into(),
             probe_heard: Arc::new(AtomicU64::new(0)),
             health,
@@ -75,6 +83,9 @@ impl Router {
             self.probe_heard.fetch_max(n.unwrap_or(0), Ordering::AcqRel);
             return;
         }
+        if self.is_own(&body) {
+            return;
+        }
         let handlers = self.handlers.read().unwrap_or_else(PoisonError::into_inner);
         if let Some(tx) = handlers.get(&chan)
             && tx.try_send((chan, body)).is_err()
@@ -82,6 +93,24 @@ impl Router {
             // full (or closed while unsubscribing): counted, never waited for
             self.dropped.inc();
         }
+    }
+
+    /// Learns this node's request prefix from a request it publishes.
+    fn learn_own(&self, chan: &str, body: &[u8]) {
+        if self.own.get().is_none()
+            && chan.contains("-request#")
+            && body.len() >= OWN_PREFIX
+            && body[1] == 0xb0
+            && let Ok(uid) = <[u8; OWN_PREFIX - 1]>::try_from(&body[1..OWN_PREFIX])
+        {
+            let _ = self.own.set(uid);
+        }
+    }
+
+    fn is_own(&self, body: &[u8]) -> bool {
+        self.own
+            .get()
+            .is_some_and(|own| body.len() >= OWN_PREFIX && body[1..OWN_PREFIX] == own[..])
     }
 
     /// The highest probe number heard back.
@@ -189,6 +218,7 @@ impl Driver for Bus {
     /// Never fails for want of Redis: what cannot go out now waits in the outbox (and the
     /// adapter goes on to deliver on this node).
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), BusError> {
+        self.router.learn_own(&chan, &val);
         if self.outbox.is_holding() || !self.health.is_up() {
             self.outbox.hold(chan, val);
             return Ok(());
@@ -271,6 +301,34 @@ mod tests {
         router.route(push("c", b"2"));
         assert_eq!(dropped.get(), 1);
         assert_eq!(rx.try_recv().expect("first kept").1, b"1");
+    }
+
+    #[test]
+    fn this_nodes_own_requests_are_not_handed_back_to_it() {
+        let router = Router::new("probe".into(), health(), Counter::default());
+        let (tx, mut rx) = mpsc::channel(4);
+        router
+            .handlers
+            .write()
+            .expect("lock")
+            .insert("p-request#/#".into(), tx);
+        let request = |uid: &[u8; 16]| {
+            let mut b = vec![0x96, 0xb0];
+            b.extend_from_slice(uid);
+            b.extend_from_slice(b"rest");
+            b
+        };
+        let (mine, theirs) = (request(b"AAAAAAAAAAAAAAAA"), request(b"BBBBBBBBBBBBBBBB"));
+        router.route(push("p-request#/#", &mine));
+        assert!(
+            rx.try_recv().is_ok(),
+            "nothing is dropped before the node published"
+        );
+        router.learn_own("p-request#/#", &mine);
+        router.route(push("p-request#/#", &mine));
+        router.route(push("p-request#/#", &theirs));
+        assert_eq!(rx.try_recv().expect("another node's request").1, theirs);
+        assert!(rx.try_recv().is_err(), "its own echo is dropped");
     }
 
     #[test]

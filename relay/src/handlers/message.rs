@@ -29,12 +29,12 @@ pub(crate) async fn from_operator<A: Adapter>(
     msg: OperatorMessage,
 ) -> Outcome {
     let content = validate(ctx, msg.body)?;
-    if !ctx.client_exists(&msg.to).await {
+    let Some(at) = ctx.find_client(&msg.to).await else {
         return Err(Refusal::new(
             ErrorCode::UnknownClient,
             format!("no connected client {:?}", msg.to),
         ));
-    }
+    };
     let message_id = ctx.relay.message_id();
     let timestamp = ctx.relay.timestamp();
     // both payloads borrow the one validated copy of the content
@@ -64,7 +64,7 @@ pub(crate) async fn from_operator<A: Adapter>(
         message_id: Cow::Borrowed(&message_id),
         timestamp: Cow::Borrowed(&timestamp),
     };
-    ctx.to_room(msg.to.clone(), event::INCOMING_OPERATOR_MESSAGE, &to_client)
+    ctx.to_client(&msg.to, at, event::INCOMING_OPERATOR_MESSAGE, &to_client)
         .await;
     ctx.to_room_but_me(
         OPERATORS_ROOM,

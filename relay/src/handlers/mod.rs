@@ -76,6 +76,15 @@ impl Refusal {
     }
 }
 
+/// Where a visitor is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Whereabouts {
+    /// On this node.
+    Here,
+    /// On another node of the cluster.
+    Elsewhere,
+}
+
 /// What a handler returns: `Ok(Some(id))` acks a relayed message with its id.
 pub(crate) type Outcome = Result<Option<String>, Refusal>;
 
@@ -296,18 +305,34 @@ impl<'a, A: Adapter> Ctx<'a, A> {
         self.broadcast(to, event, data).await;
     }
 
-    /// Emits to every socket in `room` (a socket's own id names a room holding just it),
-    /// on every node.
-    pub async fn to_room<T: Serialize + ?Sized>(&self, room: String, event: &str, data: &T) {
-        self.broadcast(|| self.socket.to(room.clone()), event, data)
-            .await;
+    /// Emits to visitor `sid` where it is: on this node without touching the cluster.
+    pub async fn to_client<T: Serialize + ?Sized>(
+        &self,
+        sid: &str,
+        at: Whereabouts,
+        event: &str,
+        data: &T,
+    ) {
+        let to = || self.socket.to(sid.to_owned());
+        match at {
+            Whereabouts::Here => {
+                count_broadcast_error(&self.relay.metrics, to().local().emit(event, data).await);
+            }
+            Whereabouts::Elsewhere => self.broadcast(to, event, data).await,
+        }
     }
 
-    /// True when `sid` is a connected visitor: this node's own visitors are answered
+    /// Where visitor `sid` is connected, if anywhere: this node's own visitors are found
     /// without awaiting the (possibly remote) presence store.
-    pub async fn client_exists(&self, sid: &str) -> bool {
+    pub async fn find_client(&self, sid: &str) -> Option<Whereabouts> {
         let presence = &self.relay.presence;
-        presence.local().has_client(sid) || presence.has_client(sid).await
+        if presence.local().has_client(sid) {
+            Some(Whereabouts::Here)
+        } else if presence.has_client(sid).await {
+            Some(Whereabouts::Elsewhere)
+        } else {
+            None
+        }
     }
 
     /// Broadcasts across the cluster (the bus holds what Redis cannot take now); should the

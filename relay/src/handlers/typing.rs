@@ -11,16 +11,17 @@ pub(crate) async fn from_operator<A: Adapter>(
     ctx: &Ctx<'_, A>,
     req: OperatorTypingRequest,
 ) -> Outcome {
-    if !ctx.client_exists(&req.to).await {
+    let Some(at) = ctx.find_client(&req.to).await else {
         return Err(Refusal::new(
             ErrorCode::UnknownClient,
             format!("no connected client {:?}", req.to),
         ));
-    }
+    };
     let typing = OperatorTyping {
         is_typing: req.is_typing,
     };
-    ctx.to_room(req.to, event::OPERATOR_TYPING, &typing).await;
+    ctx.to_client(&req.to, at, event::OPERATOR_TYPING, &typing)
+        .await;
     ctx.relay.metrics.relayed(event::OPERATOR_TYPING);
     Ok(None)
 }
