@@ -51,7 +51,15 @@ impl Node {
     /// # Errors
     /// The relay refused its configuration, could not reach Redis, or did not answer.
     pub fn start(config: Config, ip: std::net::IpAddr) -> Result<Self, EmbeddedError> {
-        let listener = StdListener::bind(SocketAddr::new(ip, 0))?;
+        Self::start_on(config, SocketAddr::new(ip, 0))
+    }
+
+    /// Starts a relay listening on `addr` (a killed node's address, to bring it back).
+    ///
+    /// # Errors
+    /// As [`Node::start`]; also when `addr` is taken.
+    pub fn start_on(config: Config, addr: SocketAddr) -> Result<Self, EmbeddedError> {
+        let listener = StdListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();

@@ -277,7 +277,12 @@ async fn inject_faults(
             at: std::time::Instant::now(),
         });
         match breaker.inject(&fault.action).await {
-            Ok(()) => tracing::info!(at = ?fault.at, action = ?fault.action, "fault injected"),
+            Ok(()) => {
+                if let Some(n) = fault.action.revives() {
+                    shared.node_revived(n);
+                }
+                tracing::info!(at = ?fault.at, action = ?fault.action, "fault injected");
+            }
             Err(e) => tracing::warn!(at = ?fault.at, error = %e, "fault could not be injected"),
         }
     }

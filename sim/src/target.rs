@@ -25,10 +25,11 @@ enum Embedded {
     Cluster(Arc<Mutex<ClusterParts>>),
 }
 
-/// An embedded cluster's parts.
+/// An embedded cluster's parts, and what a node needs to start again.
 struct ClusterParts {
     nodes: Vec<Node>,
     redis: Option<RedisServer>,
+    config: relay::Config,
 }
 
 /// Where a run's faults are carried out: the embedded cluster, or the shell.
@@ -57,7 +58,9 @@ impl Breaker {
                     Err(format!("{run:?} exited with {status}"))
                 }
             }
-            FaultAction::KillRelay(_) | FaultAction::RestartRedis => {
+            FaultAction::KillRelay(_)
+            | FaultAction::RestartRelay(_)
+            | FaultAction::RestartRedis => {
                 let cluster = self
                     .cluster
                     .clone()
@@ -72,6 +75,17 @@ impl Breaker {
                                 .get_mut(n as usize)
                                 .ok_or_else(|| format!("no relay {}", n + 1))?;
                             node.kill();
+                            Ok(())
+                        }
+                        FaultAction::RestartRelay(n) => {
+                            let config = parts.config.clone();
+                            let node = parts
+                                .nodes
+                                .get_mut(n as usize)
+                                .ok_or_else(|| format!("no relay {}", n + 1))?;
+                            node.kill(); // nothing if it is already dead
+                            *node = Node::start_on(config, node.addr())
+                                .map_err(|e| format!("relay {} did not start again: {e}", n + 1))?;
                             Ok(())
                         }
                         _ => parts
@@ -251,14 +265,14 @@ async fn start_cluster(plan: &Plan, relays: u32) -> Result<Running, RunError> {
                 .map_err(|e| failed("embedded relay", e))?;
             nodes.push(node);
         }
-        Ok((nodes, redis))
+        Ok((nodes, redis, config))
     })
     .await
     .map_err(|e| RunError::Unreachable {
         url: "embedded cluster".into(),
         reason: e.to_string(),
     })??;
-    let (nodes, redis) = started;
+    let (nodes, redis, config) = started;
     Ok(Running {
         endpoints: nodes
             .iter()
@@ -268,6 +282,7 @@ async fn start_cluster(plan: &Plan, relays: u32) -> Result<Running, RunError> {
         embedded: Some(Embedded::Cluster(Arc::new(Mutex::new(ClusterParts {
             nodes,
             redis,
+            config,
         })))),
     })
 }

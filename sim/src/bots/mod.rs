@@ -119,6 +119,12 @@ impl Shared {
             .fetch_or(1u64.checked_shl(n).unwrap_or(0), Ordering::Relaxed);
     }
 
+    /// Notes that a fault brought node `n` back.
+    pub fn node_revived(&self, n: u32) {
+        self.dead_nodes
+            .fetch_and(!1u64.checked_shl(n).unwrap_or(0), Ordering::Relaxed);
+    }
+
     /// The endpoint for a bot's connection: its own turn, moved on by `shift`, skipping
     /// nodes a fault killed.
     fn node_for(&self, global: u32, shift: usize) -> usize {

@@ -65,36 +65,32 @@ impl Resolver<'_> {
                 ));
             }
             let set = usize::from(f.kill_relay.is_some())
+                + usize::from(f.restart_relay.is_some())
                 + usize::from(f.restart_redis.is_some())
                 + usize::from(f.command.is_some());
             if set != 1 {
                 return Err(self.err(
                     span,
                     format!("faults[{i}]"),
-                    "needs exactly one of kill_relay, restart_redis, command",
+                    "needs exactly one of kill_relay, restart_relay, restart_redis, command",
                 ));
             }
-            let action = if let Some(n) = f.kill_relay {
-                match relays {
-                    Some(r) if r >= 2 && (1..=r).contains(n.get_ref()) => {
-                        FaultAction::KillRelay(n.get_ref() - 1)
-                    }
-                    Some(r) if r >= 2 => {
-                        return Err(self.err(
-                            n.span(),
-                            field("kill_relay"),
-                            format!("names relay 1 to {r}"),
-                        ));
-                    }
-                    _ => {
-                        return Err(self.err(
-                            n.span(),
-                            field("kill_relay"),
-                            "needs an embedded cluster ([target] relays = 2 or more); \
-                             for an external target use command",
-                        ));
-                    }
+            let relay = |n: Spanned<u32>, name: &str| match relays {
+                Some(r) if r >= 2 && (1..=r).contains(n.get_ref()) => Ok(n.get_ref() - 1),
+                Some(r) if r >= 2 => {
+                    Err(self.err(n.span(), field(name), format!("names relay 1 to {r}")))
                 }
+                _ => Err(self.err(
+                    n.span(),
+                    field(name),
+                    "needs an embedded cluster ([target] relays = 2 or more); \
+                     for an external target use command",
+                )),
+            };
+            let action = if let Some(n) = f.kill_relay {
+                FaultAction::KillRelay(relay(n, "kill_relay")?)
+            } else if let Some(n) = f.restart_relay {
+                FaultAction::RestartRelay(relay(n, "restart_relay")?)
             } else if let Some(b) = f.restart_redis {
                 if !*b.get_ref() || relays.is_none_or(|r| r < 2) {
                     return Err(self.err(

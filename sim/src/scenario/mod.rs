@@ -280,6 +280,9 @@ pub struct Fault {
 pub enum FaultAction {
     /// Kills embedded relay node `n` (0-based) at once: no goodbye to its sockets or Redis.
     KillRelay(u32),
+    /// Starts killed embedded relay node `n` (0-based) again on its address: a new node to
+    /// the cluster, which bots may connect to again.
+    RestartRelay(u32),
     /// Kills the simulator's own Redis and starts a fresh, empty one on the same port.
     RestartRedis,
     /// Runs a shell command (an external target's way to break something); `node` is the
@@ -298,7 +301,15 @@ impl FaultAction {
         match self {
             FaultAction::KillRelay(n) => Some(*n),
             FaultAction::Command { node, .. } => *node,
-            FaultAction::RestartRedis => None,
+            FaultAction::RestartRedis | FaultAction::RestartRelay(_) => None,
+        }
+    }
+
+    /// The node this fault brings back.
+    pub fn revives(&self) -> Option<u32> {
+        match self {
+            FaultAction::RestartRelay(n) => Some(*n),
+            _ => None,
         }
     }
 }

@@ -53,6 +53,8 @@ pub(super) struct RawFault {
     #[serde(default)]
     pub kill_relay: Option<Spanned<u32>>,
     #[serde(default)]
+    pub restart_relay: Option<Spanned<u32>>,
+    #[serde(default)]
     pub restart_redis: Option<Spanned<bool>>,
     #[serde(default)]
     pub command: Option<Spanned<String>>,

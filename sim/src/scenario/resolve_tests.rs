@@ -226,7 +226,8 @@ fn faults_and_reconnection_are_read_and_checked() {
         "[[bots]]\nrole = \"operator\"",
         "[target]\nrelays = 3\n\n[reconnect]\ndelay = \"500ms\"\n\n\
          [[faults]]\nat = \"3s\"\nrestart_redis = true\n\n\
-         [[faults]]\nat = \"1s\"\nkill_relay = 2\n\n[[bots]]\nrole = \"operator\"",
+         [[faults]]\nat = \"1s\"\nkill_relay = 2\n\n\
+         [[faults]]\nat = \"2s\"\nrestart_relay = 2\n\n[[bots]]\nrole = \"operator\"",
     );
     let p = plan(&cluster);
     assert_eq!(p.reconnect.delay, Duration::from_millis(500));
@@ -234,9 +235,14 @@ fn faults_and_reconnection_are_read_and_checked() {
     let actions: Vec<&FaultAction> = p.faults.iter().map(|f| &f.action).collect();
     assert_eq!(
         actions,
-        [&FaultAction::KillRelay(1), &FaultAction::RestartRedis],
+        [
+            &FaultAction::KillRelay(1),
+            &FaultAction::RestartRelay(1),
+            &FaultAction::RestartRedis
+        ],
         "in time order, relays counted from 0"
     );
+    assert_eq!(p.faults[1].action.revives(), Some(1));
     let e = err(&cluster.replace("kill_relay = 2", "kill_relay = 4"));
     assert!(
         e.contains("`faults[1].kill_relay`: names relay 1 to 3"),
