@@ -20,9 +20,6 @@ use super::outbox::Outbox;
 /// Why a bus operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    /// The node knows Redis is unreachable and does not wait for it.
-    #[error("the cluster is degraded: {0}")]
-    Down(String),
     /// Redis answered with an error or not at all.
     #[error(transparent)]
     Redis(#[from] redis::RedisError),
