@@ -134,6 +134,22 @@ pub fn sample_image(mime: &str, len: usize) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        /// Any image field and type either validates within the limit or is refused; never a
+        /// panic, never a size past the limit.
+        #[test]
+        fn any_image_is_refused_or_within_the_limit(
+            image in "(data:image/(png|svg\\+xml|gif);base64,)?[A-Za-z0-9+/=]{0,200}|\\PC{0,40}",
+            mime in proptest::option::of("image/(png|jpeg|gif|webp|svg\\+xml)|text/html|\\PC{0,10}"),
+            limit in 0usize..300,
+        ) {
+            if let Ok(size) = validate(&image, mime.as_deref(), limit) {
+                proptest::prop_assert!(size <= limit);
+            }
+        }
+    }
+
     #[test]
     fn accepts_each_whitelisted_type() {
         for mime in IMAGE_MIME_TYPES {

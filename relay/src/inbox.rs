@@ -115,6 +115,7 @@ impl<A: Adapter> Inbox<A> {
                     .catch_unwind()
                     .await;
             if handled.is_err() {
+                self.relay.metrics.handler_panics.inc();
                 error!(sid = %socket.id, "event handler panicked; socket state kept");
             }
             if let Some(defer) = defer {

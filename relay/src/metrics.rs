@@ -59,6 +59,8 @@ pub struct Metrics {
     pub inbound_dropped: Counter,
     /// Events refused as larger than `MAX_PAYLOAD_BYTES`.
     pub oversized: Counter,
+    /// Events whose handler panicked (caught; the socket's clean-up still ran).
+    pub handler_panics: Counter,
     /// 1 while this node cannot reach its cluster's Redis (it serves its own sockets only).
     pub cluster_degraded: Gauge,
     /// Cross-node messages dropped: this node's bus buffer was full, or its outbox was.
@@ -189,6 +191,11 @@ impl Metrics {
             "relay_oversized_events",
             "Events over MAX_PAYLOAD_BYTES",
         );
+        let handler_panics = counter(
+            &mut registry,
+            "relay_handler_panics",
+            "Events whose handler panicked (caught and logged)",
+        );
         let cluster_degraded = gauge(
             &mut registry,
             "relay_cluster_degraded",
@@ -254,6 +261,7 @@ impl Metrics {
             emit_dropped,
             inbound_dropped,
             oversized,
+            handler_panics,
             cluster_degraded,
             cluster_dropped,
             cluster_held,

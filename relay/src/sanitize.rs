@@ -28,6 +28,16 @@ fn is_plain(text: &str) -> bool {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(2000))]
+        /// Whatever a sender writes, what is relayed carries no tag.
+        #[test]
+        fn no_input_keeps_an_angle_bracket(text in "(\\PC|<|>|/|=|\"|&){0,80}") {
+            let out = strip_markup(&text);
+            proptest::prop_assert!(!out.contains('<') && !out.contains('>'), "{text:?} -> {out:?}");
+        }
+    }
+
     #[test]
     fn strips_tags_and_attributes() {
         assert_eq!(strip_markup("<b onclick=\"x()\">hi</b> there"), "hi there");
