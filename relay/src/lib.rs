@@ -15,6 +15,7 @@ pub mod images;
 mod inbox;
 pub mod metrics;
 pub mod presence;
+pub mod process;
 pub mod protocol;
 pub mod ratelimit;
 pub mod sanitize;

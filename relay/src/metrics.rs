@@ -226,6 +226,7 @@ impl Metrics {
             "relay_cluster_departures_announced",
             "Departures of dead nodes' operators (last socket) and visitors announced by this node",
         );
+        registry.register_collector(Box::new(crate::process::ProcessCollector));
         let cluster = ClusterGauges {
             nodes: gauge(
                 &mut registry,
@@ -313,6 +314,9 @@ mod tests {
             "relay_emit_dropped_total 0",
             "relay_cluster_degraded 0",
             "relay_cluster_dropped_total 0",
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+            "process_open_fds ",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
