@@ -242,6 +242,30 @@ fn charts(h: &mut String, r: &RunResult) {
             .map(|s| (f64::from(s.t), f(s) as f64))
             .collect(),
     };
+    if let Some(w) = &r.target_watch {
+        let line = |name: &str, f: &dyn Fn(&crate::model::TargetSample) -> Option<f64>| Series {
+            name: name.to_owned(),
+            points: w
+                .samples
+                .iter()
+                .filter_map(|s| Some((s.t_s, f(s)?)))
+                .collect(),
+        };
+        h.push_str(&line_chart(
+            "chart-target-memory",
+            "Target resident memory (its /metrics, all nodes)",
+            "MiB",
+            XAxis::Seconds,
+            &[line("resident memory", &|s| s.rss_mib)],
+        ));
+        h.push_str(&line_chart(
+            "chart-target-presence",
+            "Sockets the target counts (operator tabs + visitors)",
+            "sockets",
+            XAxis::Seconds,
+            &[line("presence", &|s| s.presence)],
+        ));
+    }
     h.push_str(&line_chart(
         "chart-sent",
         "Messages sent per second",

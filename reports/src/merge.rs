@@ -218,6 +218,7 @@ pub(crate) mod tests {
             }],
             examples: BTreeMap::new(),
             judging: None,
+            target_watch: None,
         }
     }
 

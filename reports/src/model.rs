@@ -47,6 +47,37 @@ pub struct RunResult {
     /// The tolerances the verdicts were judged with (absent in schema 1 results).
     #[serde(default)]
     pub judging: Option<Judging>,
+    /// What the target's `/metrics` said while the run went on (absent when the target
+    /// offers none).
+    #[serde(default)]
+    pub target_watch: Option<TargetWatch>,
+}
+
+/// The target's own figures, scraped from its `/metrics` every few seconds and summed over
+/// its nodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetWatch {
+    /// One entry per scrape.
+    pub samples: Vec<TargetSample>,
+    /// Resident memory growth after warm-up, KiB per minute (least-squares slope over the
+    /// sending phase's second half); threshold `target.rss_slope_kib_per_min`.
+    pub rss_slope_kib_per_min: Option<f64>,
+    /// Operators, operator sockets and visitors the target still counted once every bot had
+    /// left; threshold `target.presence_after`.
+    pub presence_after: Option<f64>,
+}
+
+/// One scrape of the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TargetSample {
+    /// Seconds since the run started.
+    pub t_s: f64,
+    /// `process_resident_memory_bytes`, MiB.
+    pub rss_mib: Option<f64>,
+    /// `relay_connected_operator_sockets` + `relay_connected_clients`.
+    pub presence: Option<f64>,
+    /// `relay_emit_dropped_total`.
+    pub emit_dropped: Option<f64>,
 }
 
 /// The tolerances a run judged with, derived from what it observed of the target's speed:
@@ -233,12 +264,23 @@ pub struct ViolationExample {
     pub detail: String,
 }
 
+/// Threshold name of [`TargetWatch::rss_slope_kib_per_min`].
+pub const TARGET_RSS_SLOPE: &str = "target.rss_slope_kib_per_min";
+/// Threshold name of [`TargetWatch::presence_after`].
+pub const TARGET_PRESENCE_AFTER: &str = "target.presence_after";
+
 impl RunResult {
     /// Value of a threshold metric: a counter, `<path>.<stat>`, `<path>.service.<stat>` or
     /// `send_lag.<stat>`. `None` for a latency with no sample (it cannot be shown to hold).
     pub fn metric(&self, metric: &str) -> Option<f64> {
         if let Some(v) = self.counters.get(metric) {
             return Some(*v as f64);
+        }
+        let watch = self.target_watch.as_ref();
+        match metric {
+            TARGET_RSS_SLOPE => return watch.and_then(|w| w.rss_slope_kib_per_min),
+            TARGET_PRESENCE_AFTER => return watch.and_then(|w| w.presence_after),
+            _ => {}
         }
         let (path, stat) = metric.split_once('.')?;
         let p = self.paths.get(path);

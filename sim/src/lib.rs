@@ -14,3 +14,4 @@ pub mod result;
 pub mod run;
 pub mod scenario;
 pub mod target;
+pub mod watch;

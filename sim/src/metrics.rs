@@ -67,10 +67,17 @@ const LATENCY_STATS: &[&str] = &[
 /// Name of the send-lag histogram in thresholds (`send_lag.p99_ms`).
 pub const SEND_LAG: &str = "send_lag";
 
-/// True when `name` is a counter, `<path>.<stat>`, `<path>.service.<stat>` or
-/// `send_lag.<stat>`.
+/// True when `name` is a counter, `<path>.<stat>`, `<path>.service.<stat>`,
+/// `send_lag.<stat>`, or one of the target's own figures (`target.rss_slope_kib_per_min`,
+/// `target.presence_after`).
 pub fn is_known_metric(name: &str) -> bool {
-    if reports::counters::is_counter(name) {
+    if reports::counters::is_counter(name)
+        || [
+            reports::model::TARGET_RSS_SLOPE,
+            reports::model::TARGET_PRESENCE_AFTER,
+        ]
+        .contains(&name)
+    {
         return true;
     }
     let Some((path, stat)) = name.split_once('.') else {
@@ -208,6 +215,9 @@ mod tests {
             "connect.service.max_ms",
             "rate_limit.wrongly_delivered",
             "typing.count",
+            "target.rss_slope_kib_per_min",
+            "target.presence_after",
+            "cross_node.p99_ms",
         ] {
             assert!(is_known_metric(m), "{m}");
         }
@@ -218,6 +228,7 @@ mod tests {
             "nowhere.p99_ms",
             "fanout",
             "send_lag.service.p99_ms",
+            "target.rss",
         ] {
             assert!(!is_known_metric(m), "{m}");
         }

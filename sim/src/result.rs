@@ -25,6 +25,8 @@ pub struct Context {
     pub interrupted: bool,
     /// How the pacer ran.
     pub pacer: String,
+    /// What the target's `/metrics` said, if it has one.
+    pub watch: Option<reports::model::TargetWatch>,
 }
 
 /// The result of a run of `plan` whose ledger is final.
@@ -109,6 +111,7 @@ pub fn build(
             rate_window_tolerance_ms: ms(e.rate_tolerance()),
             settle_after_s: e.settle_after().as_secs_f64(),
         }),
+        target_watch: cx.watch,
     };
     // a run cut short did not run its course: judge() fails it
     result.judge();

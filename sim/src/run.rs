@@ -20,6 +20,7 @@ use crate::record::Record;
 use crate::result;
 use crate::scenario::{self, Fault, Overrides, Plan};
 use crate::target::{self, Breaker};
+use crate::watch::Watcher;
 
 /// What `sim run` was asked.
 #[derive(Debug, Clone)]
@@ -196,6 +197,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
     for spec in bot_specs(&plan, tokio::time::Instant::from_std(start), shard) {
         tasks.push(tokio::spawn(bots::run(shared.clone(), spec)));
     }
+    let watcher = Watcher::start(running.endpoints.iter().map(|e| e.addr).collect(), start);
     let faults = tokio::spawn(inject_faults(
         plan.faults.clone(),
         running.breaker(),
@@ -214,6 +216,9 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
             abort.abort();
         }
     }
+    // memory is judged over the second half of sending, after the ramp
+    let warm_until = (plan.ramp() + plan.duration / 2).as_secs_f64();
+    let watch = watcher.finish(warm_until).await;
     let pacer_info = pacer.describe();
     pacer.stop();
     drop(shared);
@@ -234,6 +239,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
             embedded,
             interrupted,
             pacer: pacer_info,
+            watch,
         },
     );
     if shard.count > 1 {

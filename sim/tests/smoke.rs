@@ -36,6 +36,20 @@ async fn smoke_passes_with_zero_violations() {
         r.counters["rate_limit.rejected"] > 0,
         "the spammer was limited"
     );
+    // the embedded relay's /metrics was watched: memory sampled, nobody counted once all left
+    let w = r
+        .target_watch
+        .as_ref()
+        .expect("the relay's /metrics was scraped");
+    assert!(w.samples.len() >= 5, "{} samples", w.samples.len());
+    assert!(w.samples.iter().all(|s| s.rss_mib.is_some_and(|m| m > 1.0)));
+    assert!(
+        w.samples
+            .iter()
+            .any(|s| s.presence.is_some_and(|p| p > 200.0))
+    );
+    assert_eq!(w.presence_after, Some(0.0), "presence gauges back to 0");
+    assert_eq!(r.metric("target.presence_after"), Some(0.0));
     for path in [
         "fanout",
         "client_to_operators",
@@ -85,6 +99,8 @@ fn report_matches_the_result(html: &str, r: &RunResult) {
         "id=\"chart-throughput\"",
         "id=\"chart-connected\"",
         "id=\"chart-violations\"",
+        "id=\"chart-target-memory\"",
+        "id=\"chart-target-presence\"",
         "id=\"correctness\"",
         "id=\"rate-limit\"",
     ] {

@@ -6,8 +6,10 @@ use std::process::Command;
 
 use reports::charts::PALETTE;
 
-const CHARTS: [&str; 8] = [
+const CHARTS: [&str; 10] = [
     "chart-distribution",
+    "chart-target-memory",
+    "chart-target-presence",
     "chart-send-lag",
     "chart-p99-time",
     "chart-p50-time",

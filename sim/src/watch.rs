@@ -1,0 +1,231 @@
+//! Watching the target while it is under load: its `/metrics` scraped every few seconds
+//! (parsed with `prometheus-parse`), summed over its nodes; the memory slope after warm-up
+//! and the presence it still counts once everyone has left.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use reports::model::{TargetSample, TargetWatch};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+/// Time between scrapes.
+pub const EVERY: Duration = Duration::from_secs(2);
+
+/// How long after the bots left the target gets to count them gone.
+const SETTLE: Duration = Duration::from_secs(5);
+
+/// Figures of one scrape, summed over nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Figures {
+    rss_bytes: Option<f64>,
+    presence: Option<f64>,
+    emit_dropped: Option<f64>,
+}
+
+/// A running watch.
+pub struct Watcher {
+    samples: Arc<Mutex<Vec<TargetSample>>>,
+    task: tokio::task::JoinHandle<()>,
+    nodes: Vec<SocketAddr>,
+    start: Instant,
+}
+
+impl Watcher {
+    /// Scrapes `nodes` every [`EVERY`] from now on; times count from `start`.
+    pub fn start(nodes: Vec<SocketAddr>, start: Instant) -> Self {
+        let samples: Arc<Mutex<Vec<TargetSample>>> = Arc::default();
+        let task = {
+            let (samples, nodes) = (samples.clone(), nodes.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(EVERY);
+                loop {
+                    tick.tick().await;
+                    if let Some(f) = scrape_all(&nodes).await {
+                        samples
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push(sample(start, f));
+                    }
+                }
+            })
+        };
+        Self {
+            samples,
+            task,
+            nodes,
+            start,
+        }
+    }
+
+    /// Stops scraping once the bots have left: waits (at most [`SETTLE`]) for the target to
+    /// count nobody, then sums up. `None` when the target never answered.
+    pub async fn finish(self, warm_until_s: f64) -> Option<TargetWatch> {
+        self.task.abort();
+        let deadline = Instant::now() + SETTLE;
+        let mut last = None;
+        while Instant::now() < deadline {
+            last = scrape_all(&self.nodes).await;
+            if last.is_none_or(|f| f.presence.is_none_or(|p| p == 0.0)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let mut samples =
+            std::mem::take(&mut *self.samples.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(f) = last {
+            samples.push(sample(self.start, f));
+        }
+        if samples.is_empty() {
+            return None;
+        }
+        Some(TargetWatch {
+            rss_slope_kib_per_min: slope_kib_per_min(&samples, warm_until_s),
+            presence_after: last.and_then(|f| f.presence),
+            samples,
+        })
+    }
+}
+
+fn sample(start: Instant, f: Figures) -> TargetSample {
+    TargetSample {
+        t_s: start.elapsed().as_secs_f64(),
+        rss_mib: f.rss_bytes.map(|b| b / (1024.0 * 1024.0)),
+        presence: f.presence,
+        emit_dropped: f.emit_dropped,
+    }
+}
+
+/// Least-squares slope of resident memory over the samples after `warm_until_s`, in KiB
+/// per minute; `None` with fewer than three such samples.
+fn slope_kib_per_min(samples: &[TargetSample], warm_until_s: f64) -> Option<f64> {
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|s| s.t_s >= warm_until_s)
+        .filter_map(|s| Some((s.t_s / 60.0, s.rss_mib? * 1024.0)))
+        .collect();
+    if points.len() < 3 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let (mx, my) = points
+        .iter()
+        .fold((0.0, 0.0), |(x, y), p| (x + p.0 / n, y + p.1 / n));
+    let (num, den) = points.iter().fold((0.0, 0.0), |(a, b), p| {
+        (a + (p.0 - mx) * (p.1 - my), b + (p.0 - mx) * (p.0 - mx))
+    });
+    (den > 0.0).then(|| num / den)
+}
+
+/// One scrape of every node, summed; `None` when no node answered.
+async fn scrape_all(nodes: &[SocketAddr]) -> Option<Figures> {
+    let mut total: Option<Figures> = None;
+    for &addr in nodes {
+        let Some(f) = scrape(addr).await else {
+            continue;
+        };
+        let t = total.get_or_insert_with(Figures::default);
+        let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        t.rss_bytes = add(t.rss_bytes, f.rss_bytes);
+        t.presence = add(t.presence, f.presence);
+        t.emit_dropped = add(t.emit_dropped, f.emit_dropped);
+    }
+    total
+}
+
+async fn scrape(addr: SocketAddr) -> Option<Figures> {
+    let body = tokio::time::timeout(Duration::from_secs(1), get_metrics(addr))
+        .await
+        .ok()??;
+    Some(figures(&body))
+}
+
+async fn get_metrics(addr: SocketAddr) -> Option<String> {
+    let mut tcp = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.ok()?;
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await.ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+}
+
+/// The figures a Prometheus text exposition holds (any it lacks stay `None`).
+fn figures(text: &str) -> Figures {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let Ok(scrape) = prometheus_parse::Scrape::parse(lines) else {
+        return Figures::default();
+    };
+    let value = |name: &str| -> Option<f64> {
+        let mut found = None;
+        for s in scrape.samples.iter().filter(|s| s.metric == name) {
+            let v = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => continue,
+            };
+            *found.get_or_insert(0.0) += v;
+        }
+        found
+    };
+    let presence = match (
+        value("relay_connected_operator_sockets"),
+        value("relay_connected_clients"),
+    ) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+    };
+    Figures {
+        rss_bytes: value("process_resident_memory_bytes"),
+        presence,
+        emit_dropped: value("relay_emit_dropped_total"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_relays_exposition() {
+        let text = "# TYPE process_resident_memory_bytes gauge\n\
+                    process_resident_memory_bytes 10485760\n\
+                    # TYPE relay_connected_clients gauge\n\
+                    relay_connected_clients 3\n\
+                    # TYPE relay_connected_operator_sockets gauge\n\
+                    relay_connected_operator_sockets 2\n\
+                    # TYPE relay_emit_dropped counter\n\
+                    relay_emit_dropped_total 0\n";
+        let f = figures(text);
+        assert_eq!(f.rss_bytes, Some(10_485_760.0));
+        assert_eq!(f.presence, Some(5.0));
+        assert_eq!(f.emit_dropped, Some(0.0));
+        assert_eq!(figures("not metrics at all {{"), Figures::default());
+    }
+
+    #[test]
+    fn the_slope_is_growth_per_minute_after_warm_up() {
+        let at = |t: f64, mib: f64| TargetSample {
+            t_s: t,
+            rss_mib: Some(mib),
+            presence: None,
+            emit_dropped: None,
+        };
+        // 1 MiB per minute after 60 s, a jump during warm-up ignored
+        let samples = [
+            at(0.0, 10.0),
+            at(30.0, 50.0),
+            at(60.0, 50.0),
+            at(120.0, 51.0),
+            at(180.0, 52.0),
+        ];
+        let slope = slope_kib_per_min(&samples, 60.0).expect("three samples");
+        assert!((slope - 1024.0).abs() < 1e-6, "{slope}");
+        assert_eq!(slope_kib_per_min(&samples, 150.0), None);
+    }
+}
