@@ -143,14 +143,17 @@ pub enum Counter {
     /// Owed deliveries that never came because the sender or the recipient lost its
     /// connection around the message (reported; loss on healthy sockets is `lost`).
     LostDisconnected,
-    /// Connections closed by a scheduled fault (a killed relay node), not by the backend's
-    /// own doing.
+    /// Connections closed by a scheduled fault (a killed relay node, or the simulator's
+    /// fault proxy), not by the backend's own doing.
     DisconnectedByFault,
+    /// Connections the simulator's fault proxy cut (reset, cut mid-frame, held half-open,
+    /// outages).
+    NetworkCuts,
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 14] = [
+    pub const ALL: [Counter; 15] = [
         Counter::Sent,
         Counter::Delivered,
         Counter::ExpectedDeliveries,
@@ -165,6 +168,7 @@ impl Counter {
         Counter::Foreign,
         Counter::LostDisconnected,
         Counter::DisconnectedByFault,
+        Counter::NetworkCuts,
     ];
 
     /// The counter's name in results and thresholds.
@@ -184,6 +188,7 @@ impl Counter {
             Counter::Foreign => "foreign",
             Counter::LostDisconnected => "lost.disconnected",
             Counter::DisconnectedByFault => "disconnected.fault",
+            Counter::NetworkCuts => "network.cuts",
         }
     }
 }

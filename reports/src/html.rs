@@ -57,6 +57,7 @@ pub fn render(r: &RunResult) -> String {
     charts(&mut h, r);
     correctness(&mut h, r);
     rate_limit(&mut h, r);
+    attacks(&mut h, r);
     h.push_str("</main></body></html>\n");
     h
 }
@@ -370,4 +371,43 @@ fn rate_limit(h: &mut String, r: &RunResult) {
         );
     }
     h.push_str("</table>");
+}
+
+/// The adversary's attacks: verdicts per attack, what success means, and examples.
+fn attacks(h: &mut String, r: &RunResult) {
+    if r.attacks.is_empty() {
+        return;
+    }
+    let total = |f: fn(&crate::model::AttackReport) -> u64| r.attacks.iter().map(f).sum::<u64>();
+    let _ = write!(
+        h,
+        r#"<h2 id="attacks">Attacks</h2><p>{} attempts: {} blocked, <b>{}</b> succeeded, {} not judged.</p><div class="scroll"><table><tr><th>attack</th><th>family</th><th>attempted</th><th>blocked</th><th>succeeded</th><th>not judged</th></tr>"#,
+        total(|a| a.attempted),
+        total(|a| a.blocked),
+        total(|a| a.succeeded),
+        total(|a| a.not_judged)
+    );
+    for a in &r.attacks {
+        let bad = if a.succeeded + a.not_judged > 0 {
+            r#" class="bad""#
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            r#"<tr{bad}><td><details><summary>{}</summary>succeeds when {}{}</details></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            escape(&a.name),
+            escape(&a.succeeds_when),
+            a.examples
+                .iter()
+                .map(|e| format!("<br><code>{}</code>", escape(e)))
+                .collect::<String>(),
+            escape(&a.family),
+            a.attempted,
+            a.blocked,
+            a.succeeded,
+            a.not_judged
+        );
+    }
+    h.push_str("</table></div>");
 }

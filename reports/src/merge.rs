@@ -76,6 +76,12 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult, MergeError> {
             *merged.counters.entry(k.clone()).or_default() += v;
         }
     }
+    // the adversary runs in the first shard only
+    merged.attacks = results
+        .iter()
+        .find(|r| !r.attacks.is_empty())
+        .map(|r| r.attacks.clone())
+        .unwrap_or_default();
     merged.paths = BTreeMap::new();
     let names: std::collections::BTreeSet<&String> =
         results.iter().flat_map(|r| r.paths.keys()).collect();
@@ -219,6 +225,7 @@ pub(crate) mod tests {
             examples: BTreeMap::new(),
             judging: None,
             target_watch: None,
+            attacks: Vec::new(),
         }
     }
 

@@ -51,6 +51,30 @@ pub struct RunResult {
     /// offers none).
     #[serde(default)]
     pub target_watch: Option<TargetWatch>,
+    /// What the adversary tried and how each attack went (empty without adversaries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attacks: Vec<AttackReport>,
+}
+
+/// One attack of the adversary: its attempts and their verdicts, with examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct AttackReport {
+    /// Name in the catalogue ([`crate::attacks::Attack`]).
+    pub name: String,
+    /// What it goes after (`identity`, `routing`, `content`, `shape`, `hijack`, `volume`).
+    pub family: String,
+    /// What the oracle must see for it to succeed.
+    pub succeeds_when: String,
+    /// Attempts made.
+    pub attempted: u64,
+    /// Attempts the target withstood.
+    pub blocked: u64,
+    /// Attempts that got through.
+    pub succeeded: u64,
+    /// Attempts that could not be judged (e.g. the target was already down).
+    pub not_judged: u64,
+    /// Up to 5 examples: what got through, or why an attempt was not judged.
+    pub examples: Vec<String>,
 }
 
 /// The target's own figures, scraped from its `/metrics` every few seconds and summed over

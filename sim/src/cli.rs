@@ -93,6 +93,8 @@ pub enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// List the adversary's attacks: name, family, and what counts as a success.
+    Attacks,
     /// List the scenarios in a folder with their descriptions.
     List {
         /// Folder (default: scenarios).

@@ -169,7 +169,20 @@ pub fn merge(results: &[PathBuf], output: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `sim list`.
+/// `sim attacks`: the catalogue an adversary group picks from.
+pub fn attacks() -> ExitCode {
+    for a in reports::attacks::Attack::ALL {
+        println!(
+            "{:<26} {:<9} succeeds when {}",
+            a.name(),
+            a.family().name(),
+            a.succeeds_when()
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// `sim list`: the scenarios of `dir` with their descriptions.
 pub fn list(dir: &Path) -> ExitCode {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

@@ -1,11 +1,13 @@
 //! The chat load and correctness simulator: scripted operator and visitor bots from TOML
 //! scenarios, checked delivery by delivery, with HDR latency per path.
 
+pub mod adversary;
 pub mod bots;
 pub mod cli;
 pub mod commands;
 pub mod ledger;
 pub mod metrics;
+pub mod network;
 pub mod pacer;
 pub mod phases;
 pub mod progress;

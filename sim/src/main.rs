@@ -42,6 +42,7 @@ fn main() -> ExitCode {
         }),
         Command::Validate { scenarios } => commands::validate(&scenarios),
         Command::List { dir } => commands::list(&dir),
+        Command::Attacks => commands::attacks(),
         Command::Report { result, output } => commands::report(&result, output.as_deref()),
         Command::Compare {
             base,

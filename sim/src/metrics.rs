@@ -72,6 +72,7 @@ pub const SEND_LAG: &str = "send_lag";
 /// `target.presence_after`).
 pub fn is_known_metric(name: &str) -> bool {
     if reports::counters::is_counter(name)
+        || reports::attacks::is_attack_counter(name)
         || [
             reports::model::TARGET_RSS_SLOPE,
             reports::model::TARGET_PRESENCE_AFTER,

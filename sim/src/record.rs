@@ -258,6 +258,15 @@ pub enum Record {
         at: Instant,
         /// The bot did not ask for it.
         unexpected: bool,
+        /// The transport failed under Socket.IO (reset, cut mid-stream, silent past the ping
+        /// deadline), as opposed to a close the server sent: nothing arrived after this
+        /// instant, when the server was last heard from.
+        broken: Option<Instant>,
+    },
+    /// The simulator's fault proxy cut a connection (recorded before the cut).
+    NetworkCut {
+        /// When.
+        at: Instant,
     },
     /// A scheduled fault was injected.
     Fault {
@@ -284,7 +293,8 @@ impl Record {
             | Record::Leaving { at, .. }
             | Record::FinalOperatorsList { at, .. }
             | Record::Closed { at, .. }
-            | Record::Fault { at, .. } => Some(*at),
+            | Record::Fault { at, .. }
+            | Record::NetworkCut { at } => Some(*at),
             Record::ConnectUnfinished { .. }
             | Record::SendFailed { .. }
             | Record::Latency { .. }

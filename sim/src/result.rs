@@ -27,6 +27,29 @@ pub struct Context {
     pub pacer: String,
     /// What the target's `/metrics` said, if it has one.
     pub watch: Option<reports::model::TargetWatch>,
+    /// What the adversary tried, if the scenario has one.
+    pub attacks: Vec<reports::model::AttackReport>,
+}
+
+/// `attacks.<verdict>` over every attack, and `attacks.<name>.<verdict>` for each.
+fn attack_counters(
+    counters: &mut std::collections::BTreeMap<String, u64>,
+    attacks: &[reports::model::AttackReport],
+) {
+    if attacks.is_empty() {
+        return;
+    }
+    for a in attacks {
+        for (verdict, n) in [
+            ("attempted", a.attempted),
+            ("blocked", a.blocked),
+            ("succeeded", a.succeeded),
+            ("not_judged", a.not_judged),
+        ] {
+            counters.insert(format!("attacks.{}.{verdict}", a.name), n);
+            *counters.entry(format!("attacks.{verdict}")).or_default() += n;
+        }
+    }
 }
 
 /// The result of a run of `plan` whose ledger is final.
@@ -112,7 +135,10 @@ pub fn build(
             settle_after_s: e.settle_after().as_secs_f64(),
         }),
         target_watch: cx.watch,
+        attacks: Vec::new(),
     };
+    attack_counters(&mut result.counters, &cx.attacks);
+    result.attacks = cx.attacks;
     // a run cut short did not run its course: judge() fails it
     result.judge();
     result
@@ -220,10 +246,15 @@ pub fn summary(result: &RunResult) -> String {
         env.pacer.as_deref().unwrap_or("?")
     );
     for (name, value) in &result.counters {
-        if *value > 0 || name == "violations" {
+        // each attack has its own table below
+        let per_attack = name
+            .strip_prefix("attacks.")
+            .is_some_and(|r| r.contains('.'));
+        if (*value > 0 || name == "violations") && !per_attack {
             let _ = writeln!(out, "  {name:<34} {value:>12}");
         }
     }
+    attack_table(&mut out, &result.attacks);
     for (class, examples) in &result.examples {
         if let Some(e) = examples.first() {
             let _ = writeln!(
@@ -234,4 +265,28 @@ pub fn summary(result: &RunResult) -> String {
         }
     }
     out
+}
+
+/// Each attack's verdicts, and what got through.
+fn attack_table(out: &mut String, attacks: &[reports::model::AttackReport]) {
+    if attacks.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n  {:<26} {:<9} {:>9} {:>9} {:>9} {:>10}",
+        "attack", "family", "attempted", "blocked", "succeeded", "not judged"
+    );
+    for a in attacks {
+        let _ = writeln!(
+            out,
+            "  {:<26} {:<9} {:>9} {:>9} {:>9} {:>10}",
+            a.name, a.family, a.attempted, a.blocked, a.succeeded, a.not_judged
+        );
+    }
+    for a in attacks.iter().filter(|a| a.succeeded + a.not_judged > 0) {
+        if let Some(e) = a.examples.first() {
+            let _ = writeln!(out, "  e.g. {}: {e}", a.name);
+        }
+    }
 }

@@ -10,9 +10,11 @@ use rand::rngs::StdRng;
 use reports::model::RunResult;
 use tokio::sync::{mpsc, watch};
 
+use crate::adversary;
 use crate::bots::content::ImageCache;
 use crate::bots::{self, BotSpec, Phase, Shared};
 use crate::ledger::{ID_SPACE, Ledger};
+use crate::network;
 use crate::pacer::Pacer;
 use crate::phases::{self, Closing};
 use crate::progress::Progress;
@@ -166,9 +168,27 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
     let pacer = Pacer::start(records_tx.clone())
         .map_err(|e| RunError::Internal(format!("cannot start the pacing thread: {e}")))?;
     let first_id = u64::from(shard.index) * ID_SPACE + 1;
+    // with network toxics the bots connect through the fault proxy
+    let proxy = if plan.proxied() {
+        Some(
+            network::Proxy::start(
+                &running.endpoints,
+                &plan.network,
+                records_tx.clone(),
+                plan.seed,
+            )
+            .await
+            .map_err(|e| RunError::Internal(format!("cannot start the fault proxy: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let bot_endpoints = proxy
+        .as_ref()
+        .map_or_else(|| running.endpoints.clone(), |p| p.endpoints.clone());
     let mut shared = Shared::new(
         records_tx,
-        running.endpoints.clone(),
+        bot_endpoints,
         running.secret.clone(),
         plan.limits,
         phase_rx,
@@ -197,15 +217,40 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
     for spec in bot_specs(&plan, tokio::time::Instant::from_std(start), shard) {
         tasks.push(tokio::spawn(bots::run(shared.clone(), spec)));
     }
+    // one adversary per run: a sharded run's first shard carries it
+    let adversary = plan
+        .adversary
+        .clone()
+        .filter(|_| shard.index == 0)
+        .map(|plan| {
+            tokio::spawn(adversary::run(adversary::Setup {
+                plan,
+                endpoint: running.endpoints[0].clone(),
+                nodes: running.endpoints.iter().map(|e| e.addr).collect(),
+                limits: shared.limits,
+                secret: running.secret.clone(),
+                phase: shared.phase.clone(),
+            }))
+        });
     let watcher = Watcher::start(running.endpoints.iter().map(|e| e.addr).collect(), start);
+    let mut breaker = running.breaker();
+    if let Some(p) = &proxy {
+        breaker = breaker.with_network(p.control.clone());
+    }
     let faults = tokio::spawn(inject_faults(
         plan.faults.clone(),
-        running.breaker(),
+        breaker,
         shared.clone(),
         tokio::time::Instant::from_std(start),
     ));
 
     let interrupted = phases::drive(&plan, &phase_tx, &progress, &shared, &closing).await;
+    let attacks = match adversary {
+        Some(task) => task
+            .await
+            .map_err(|e| RunError::Internal(format!("the adversary failed: {e}")))?,
+        None => Vec::new(),
+    };
     faults.abort();
     let _ = faults.await;
     // bots close promptly; one that does not is cut off, not waited for
@@ -221,6 +266,9 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
     let watch = watcher.finish(warm_until).await;
     let pacer_info = pacer.describe();
     pacer.stop();
+    if let Some(p) = proxy {
+        p.stop();
+    }
     drop(shared);
     let (ledger, series) = aggregator
         .await
@@ -240,6 +288,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
             interrupted,
             pacer: pacer_info,
             watch,
+            attacks,
         },
     );
     if shard.count > 1 {

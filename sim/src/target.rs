@@ -32,19 +32,40 @@ struct ClusterParts {
     config: relay::Config,
 }
 
-/// Where a run's faults are carried out: the embedded cluster, or the shell.
+/// Where a run's faults are carried out: the embedded cluster, the fault proxy, or the shell.
 #[derive(Clone)]
 pub struct Breaker {
     cluster: Option<Arc<Mutex<ClusterParts>>>,
+    network: Option<Arc<crate::network::Control>>,
 }
 
 impl Breaker {
+    /// The same, with the run's fault proxy to act on.
+    pub fn with_network(mut self, control: Arc<crate::network::Control>) -> Self {
+        self.network = Some(control);
+        self
+    }
+
+    fn network(&self) -> Result<&crate::network::Control, String> {
+        self.network
+            .as_deref()
+            .ok_or_else(|| "this fault needs the fault proxy".to_owned())
+    }
+
     /// Carries out `action`.
     ///
     /// # Errors
     /// What went wrong, in words (the run goes on).
     pub async fn inject(&self, action: &FaultAction) -> Result<(), String> {
         match action {
+            FaultAction::NetworkOutage(lasting) => {
+                self.network()?.outage(*lasting);
+                Ok(())
+            }
+            FaultAction::Toxic { toxic, lasting } => {
+                self.network()?.add(*toxic, *lasting);
+                Ok(())
+            }
             FaultAction::Command { run, .. } => {
                 let status = tokio::process::Command::new("sh")
                     .arg("-c")
@@ -129,6 +150,7 @@ impl Running {
                 Some(Embedded::Cluster(parts)) => Some(parts.clone()),
                 _ => None,
             },
+            network: None,
         }
     }
 
@@ -221,6 +243,7 @@ fn relay_config(plan: &Plan, secret: &str) -> relay::Config {
     config.typing_rate_limit_per_minute = plan.limits.typing_rate_limit_per_minute;
     config.max_payload_bytes = plan.limits.max_payload_bytes;
     config.max_image_bytes = plan.limits.max_image_bytes;
+    config.cors_origin.clone_from(&plan.cors_origin);
     config
 }
 

@@ -145,13 +145,34 @@ async fn scrape(addr: SocketAddr) -> Option<Figures> {
 }
 
 async fn get_metrics(addr: SocketAddr) -> Option<String> {
+    let (status, body) = http_get(addr, "/metrics").await?;
+    (status == 200).then_some(body)
+}
+
+/// `GET path` on `addr`: status and body; `None` when nothing answered HTTP.
+async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut tcp = TcpStream::connect(addr).await.ok()?;
-    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.ok()?;
-    let mut raw = String::new();
-    tcp.read_to_string(&mut raw).await.ok()?;
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.ok()?;
+    let raw = String::from_utf8_lossy(&raw);
     let (head, body) = raw.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// The status `GET path` gets from `addr` within `timeout`; `None` without an answer.
+pub async fn http_status(addr: SocketAddr, path: &str, timeout: Duration) -> Option<u16> {
+    tokio::time::timeout(timeout, http_get(addr, path))
+        .await
+        .ok()?
+        .map(|(status, _)| status)
+}
+
+/// The target's resident memory now, bytes, summed over nodes; `None` without `/metrics`.
+pub async fn resident_memory(nodes: &[SocketAddr]) -> Option<f64> {
+    scrape_all(nodes).await?.rss_bytes
 }
 
 /// The figures a Prometheus text exposition holds (any it lacks stay `None`).

@@ -6,48 +6,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Stdio;
-
 use reports::model::{RunResult, Violation};
 use sim::run::{RunOptions, run};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// Starts `script` on a free port; returns the child (killed on drop) and its URL.
-async fn node(script: &str) -> (Child, String) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        dir.join("node_modules/socket.io").is_dir(),
-        "socket.io is not installed: run scripts/test (it runs `npm ci` in {})",
-        dir.display()
-    );
-    let mut child = Command::new("node")
-        .arg(script)
-        .arg("0")
-        .current_dir(&dir)
-        .env("RELAY_JWT_SECRET", common::SECRET)
-        .env("RATE_LIMIT_PER_MINUTE", "60")
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs (is Node.js installed?)");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(std::time::Duration::from_secs(15), lines.next_line())
-        .await
-        .expect("the server starts in time")
-        .expect("read")
-        .expect("a line");
-    let port = line
-        .strip_prefix("listening ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-    (child, format!("http://127.0.0.1:{port}/chat"))
-}
 
 async fn smoke(script: &str) -> RunResult {
-    let (_child, url) = node(script).await;
+    let (_child, url) = common::node(script, &[("RATE_LIMIT_PER_MINUTE", "60")]).await;
     let dir = common::temp_dir(&format!("node-{script}"));
     let opts = RunOptions::new(common::scenarios_dir().join("smoke.toml"), dir)
         .against(url, common::SECRET);

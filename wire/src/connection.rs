@@ -87,6 +87,9 @@ pub struct Connection {
     link: Link,
     /// Packets that arrived on the old transport during an upgrade.
     pending: VecDeque<Utf8Bytes>,
+    /// When the server was last heard from: silence past the ping deadline ends the
+    /// connection, as socket.io-client's ping timeout does.
+    heard: tokio::time::Instant,
 }
 
 impl Connection {
@@ -129,6 +132,7 @@ impl Connection {
                     options,
                     link: Link::Ws { reader, outbox },
                     pending: VecDeque::new(),
+                    heard: tokio::time::Instant::now(),
                 })
             }
             Transport::Polling | Transport::Upgrade => {
@@ -154,6 +158,7 @@ impl Connection {
                     options,
                     link: Link::Polling(hs.start()),
                     pending,
+                    heard: tokio::time::Instant::now(),
                 })
             }
         }
@@ -210,6 +215,18 @@ impl Connection {
         Ok(())
     }
 
+    /// How long the server waits, by its open packet, before it may drop a peer that
+    /// stopped answering pings: ping interval plus ping timeout.
+    pub fn ping_deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.open.ping_interval + self.open.ping_timeout)
+    }
+
+    /// When the server was last heard from: a connection that went silent past its ping
+    /// deadline broke at the latest then.
+    pub fn last_heard(&self) -> tokio::time::Instant {
+        self.heard
+    }
+
     /// The transport packets travel on now.
     pub fn transport(&self) -> Transport {
         match self.link {
@@ -242,12 +259,26 @@ impl Connection {
     /// The next event, ack or disconnect; Engine.IO pings are answered on the way.
     ///
     /// # Errors
-    /// [`WireError::Closed`] when the connection ends, or what broke it.
+    /// [`WireError::Closed`] when the server closes the connection, [`WireError::Timeout`]
+    /// when it went silent past its own ping deadline, or what broke it.
     pub async fn next(&mut self) -> Result<Incoming, WireError> {
         loop {
             let text = match self.pending.pop_front() {
                 Some(t) => t,
-                None => self.next_text().await?,
+                None => {
+                    let deadline = self.ping_deadline();
+                    let until = self.heard + deadline;
+                    let next = self.next_text();
+                    let text = if deadline.is_zero() {
+                        next.await?
+                    } else {
+                        tokio::time::timeout_at(until, next)
+                            .await
+                            .map_err(|_| WireError::Timeout)??
+                    };
+                    self.heard = tokio::time::Instant::now();
+                    text
+                }
             };
             let s = text.as_str();
             match s.as_bytes() {
@@ -349,6 +380,20 @@ impl Sender {
         let text =
             packet::event(event, data, ack).map_err(|e| WireError::Protocol(e.to_string()))?;
         self.send(&text)
+    }
+
+    /// Sends one binary frame (a Socket.IO attachment) over WebSocket.
+    ///
+    /// # Errors
+    /// As [`Sender::send`]; a protocol error over long-polling, which this client only
+    /// speaks in text.
+    pub fn send_binary(&self, data: &[u8]) -> Result<(), WireError> {
+        match &self.0 {
+            Out::Ws(outbox) => outbox.send_binary(data),
+            Out::Polling(_) => Err(WireError::Protocol(
+                "binary frames need the WebSocket transport".into(),
+            )),
+        }
     }
 
     /// Closes the transport without leaving the namespace first: a WebSocket close frame,

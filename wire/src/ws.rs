@@ -152,7 +152,10 @@ impl Reader {
                 self.buf.reserve(READ_BUFFER_BYTES);
             }
             if self.half.read_buf(&mut self.buf).await? == 0 {
-                return Err(WireError::Closed);
+                // a server that closes on purpose sends a close frame first
+                return Err(WireError::Io(
+                    "the connection ended without a close frame".into(),
+                ));
             }
         }
     }
@@ -271,6 +274,15 @@ impl Outbox {
             )?;
         }
         self.write(&bytes)
+    }
+
+    /// Writes `data` as one masked binary frame (a Socket.IO attachment).
+    pub(crate) fn send_binary(self: &Arc<Self>, data: &[u8]) -> Result<(), WireError> {
+        self.write_frame(Frame::message(
+            data.to_vec(),
+            OpCode::Data(Data::Binary),
+            true,
+        ))
     }
 
     fn write_frame(self: &Arc<Self>, frame: Frame) -> Result<(), WireError> {

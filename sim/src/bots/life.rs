@@ -18,7 +18,7 @@ use relay::protocol::event;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
-use wire::{Connection, Incoming, Options, Transport};
+use wire::{Connection, Incoming, Options, Transport, WireError};
 
 use super::inbound::{parse_ack, parse_event};
 use super::{BotSpec, Compose, Phase, Script, Shared, loopback_source, outgoing};
@@ -227,11 +227,12 @@ impl Life<'_> {
                     .send(&outgoing::get_connected_operators())
                     .is_err())
         {
-            return self.lost();
+            return self.lost(Some(std::time::Instant::now())); // gone under the send
         }
         if group.transport == Transport::Upgrade {
-            if self.conn.upgrade().await.is_err() {
-                return self.lost();
+            if let Err(e) = self.conn.upgrade().await {
+                let since = broken(&e).then(std::time::Instant::now);
+                return self.lost(since);
             }
             self.sender = self.conn.sender();
         }
@@ -289,10 +290,16 @@ impl Life<'_> {
                 incoming = self.conn.next() => match incoming {
                     Ok(incoming) => {
                         if !self.handle(incoming) {
-                            return self.lost();
+                            tracing::debug!(socket = self.key, "disconnected by the server");
+                            return self.lost(None);
                         }
                     }
-                    Err(_) => return self.lost(),
+                    Err(e) => {
+                        tracing::debug!(socket = self.key, sid = %self.conn.sid, error = %e, silent_ms = self.conn.last_heard().elapsed().as_millis() as u64, "connection lost");
+                        // a broken transport broke at the latest when it was last heard
+                        let since = broken(&e).then(|| self.conn.last_heard().into_std());
+                        return self.lost(since);
+                    }
                 },
             }
         }
@@ -461,18 +468,30 @@ impl Life<'_> {
             socket: self.key,
             at,
             unexpected: false,
+            broken: None,
         });
         End::Closed
     }
 
-    fn lost(&mut self) -> End {
+    /// The connection is gone; `broken`: its transport failed, nothing arriving after then.
+    fn lost(&mut self, broken: Option<std::time::Instant>) -> End {
         // the connection is gone: sends still queued at the pacer must not count as sent
         self.slot.abandon();
         self.shared.record(Record::Closed {
             socket: self.key,
             at: std::time::Instant::now(),
             unexpected: true,
+            broken,
         });
         End::Lost
     }
+}
+
+/// True when the transport failed under Socket.IO rather than the server closing it: a
+/// reset, an end without a close frame, or silence past the ping deadline.
+fn broken(e: &WireError) -> bool {
+    matches!(
+        e,
+        WireError::Io(_) | WireError::Timeout | WireError::Protocol(_)
+    )
 }

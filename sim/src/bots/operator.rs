@@ -71,10 +71,12 @@ impl Script for Operator {
     fn observe(&mut self, what: &Observed, visitors: &Directory) {
         match what {
             Observed::NewChat { client, username } => {
-                let mine = self
-                    .shard_tag
-                    .as_ref()
-                    .is_none_or(|tag| username.contains(tag.as_str()));
+                // the adversary's visitors are not for the chat's operators to answer
+                let mine = !username.contains(crate::adversary::ADVERSARY_TAG)
+                    && self
+                        .shard_tag
+                        .as_ref()
+                        .is_none_or(|tag| username.contains(tag.as_str()));
                 if mine {
                     self.known.push(visitors.intern(client));
                 }

@@ -12,6 +12,7 @@ impl World {
             socket,
             at,
             unexpected: true,
+            broken: None,
         });
     }
 }
@@ -81,5 +82,58 @@ fn sockets_of_a_killed_node_are_disconnected_by_the_fault_others_unexpectedly() 
     w.cut(V2, 102);
     let c = w.finish();
     assert_eq!(c["disconnected.fault"], 1, "{c:?}");
+    assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
+}
+
+#[test]
+fn connections_the_fault_proxy_cut_are_faults_one_for_one() {
+    let mut w = World::new();
+    let at = w.at(100);
+    w.ledger.apply(Record::NetworkCut { at });
+    // one cut explains one broken connection, not a second, and never a clean close
+    for (socket, ms, broken) in [(OP_B, 150, true), (V2, 160, true), (V1, 170, false)] {
+        let at = w.at(ms);
+        w.ledger.apply(Record::Closed {
+            socket,
+            at,
+            unexpected: true,
+            broken: broken.then_some(at),
+        });
+    }
+    let c = w.finish();
+    assert_eq!(c["disconnected.fault"], 1, "{c:?}");
+    assert_eq!(c["disconnected.unexpected"], 2, "{c:?}");
+}
+
+#[test]
+fn a_connection_dated_when_last_heard_is_explained_by_a_later_cut() {
+    let mut w = World::new();
+    let at = w.at(5_000);
+    w.ledger.apply(Record::NetworkCut { at });
+    let heard = w.at(1_000); // last heard 4 s before the cut, found dead after it
+    let at = w.at(6_000);
+    w.ledger.apply(Record::Closed {
+        socket: OP_B,
+        at,
+        unexpected: true,
+        broken: Some(heard),
+    });
+    let c = w.finish();
+    assert_eq!(c["disconnected.fault"], 1, "{c:?}");
+}
+
+#[test]
+fn a_cut_too_long_before_explains_nothing() {
+    let mut w = World::new();
+    let at = w.at(1);
+    w.ledger.apply(Record::NetworkCut { at });
+    let at = w.at(1 + 61_000);
+    w.ledger.apply(Record::Closed {
+        socket: OP_B,
+        at,
+        unexpected: true,
+        broken: Some(at),
+    });
+    let c = w.finish();
     assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
 }

@@ -33,6 +33,8 @@ pub struct SocketInfo {
     pub leaving: Option<Instant>,
     /// The backend closed it while the bot still wanted it.
     pub closed_by_server: bool,
+    /// Its transport failed, and nothing arrived after this instant.
+    pub silent_since: Option<Instant>,
 }
 
 impl SocketInfo {
@@ -45,9 +47,23 @@ impl SocketInfo {
             && self.stays(t, grace)
     }
 
-    /// Still open `grace` after `t`.
+    /// Still open, and still hearing, `grace` after `t`: a connection whose transport broke
+    /// heard nothing after it was last heard from, whenever the bot found out.
     pub fn stays(&self, t: Instant, grace: Duration) -> bool {
-        self.leaving.is_none_or(|l| l >= t + grace)
+        self.silent_since
+            .or(self.leaving)
+            .is_none_or(|l| l >= t + grace)
+    }
+
+    /// When the backend must have seen it go: when it left, or, for a connection whose
+    /// transport broke (the backend may hear nothing of it), [`BROKEN_LINGER`] later.
+    pub fn departure(&self) -> Option<Instant> {
+        let linger = if self.silent_since.is_some() {
+            BROKEN_LINGER
+        } else {
+            Duration::ZERO
+        };
+        self.leaving.map(|l| l + linger)
     }
 
     /// Open now: joined, not refused, not leaving.
@@ -55,6 +71,11 @@ impl SocketInfo {
         self.joined.is_some() && !self.refused && self.leaving.is_none()
     }
 }
+
+/// How long a backend may take to notice a connection whose transport broke without a
+/// close reaching it (a reset long-polling request, a half-open link): Engine.IO's default
+/// ping interval and timeout (25 s + 20 s), and 5 s more.
+pub const BROKEN_LINGER: Duration = Duration::from_secs(50);
 
 /// The sockets of a run.
 #[derive(Debug, Default)]
@@ -104,6 +125,7 @@ impl Registry {
                     refused: false,
                     leaving: None,
                     closed_by_server: false,
+                    silent_since: None,
                 });
                 self.connected += 1;
             }
@@ -126,9 +148,13 @@ impl Registry {
                 socket,
                 at,
                 unexpected,
+                broken,
             } => {
                 if let Some(s) = self.get_mut(*socket) {
                     s.closed_by_server = *unexpected && s.leaving.is_none();
+                    if s.closed_by_server {
+                        s.silent_since = *broken;
+                    }
                     s.leaving.get_or_insert(*at);
                     self.connected = self.connected.saturating_sub(1);
                 }

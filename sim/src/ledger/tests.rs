@@ -147,6 +147,7 @@ impl World {
             socket,
             at,
             unexpected: false,
+            broken: None,
         });
     }
 
@@ -475,6 +476,7 @@ fn a_backend_closing_a_socket_is_a_violation_but_leaving_is_not() {
         socket: V1,
         at,
         unexpected: true,
+        broken: None,
     });
     for op in [OP_A, OP_B] {
         w.got(

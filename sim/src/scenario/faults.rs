@@ -2,9 +2,9 @@
 
 use toml::Spanned;
 
-use super::raw::{RawFault, RawReconnect};
+use super::raw::{RawFault, RawNetwork, RawReconnect};
 use super::resolve::Resolver;
-use super::{Fault, FaultAction, Reconnect, ScenarioError, Target};
+use super::{Fault, FaultAction, Reconnect, ScenarioError, Target, Toxic};
 
 impl Resolver<'_> {
     pub(super) fn reconnect(
@@ -41,6 +41,20 @@ impl Resolver<'_> {
         Ok(r)
     }
 
+    pub(super) fn network(
+        &self,
+        raw: Option<Spanned<RawNetwork>>,
+    ) -> Result<Vec<Toxic>, ScenarioError> {
+        let Some(raw) = raw.map(Spanned::into_inner) else {
+            return Ok(Vec::new());
+        };
+        raw.toxics
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| self.toxic(&format!("network.toxics[{i}]"), t))
+            .collect()
+    }
+
     pub(super) fn faults(
         &self,
         raw: Vec<Spanned<RawFault>>,
@@ -67,13 +81,42 @@ impl Resolver<'_> {
             let set = usize::from(f.kill_relay.is_some())
                 + usize::from(f.restart_relay.is_some())
                 + usize::from(f.restart_redis.is_some())
-                + usize::from(f.command.is_some());
+                + usize::from(f.command.is_some())
+                + usize::from(f.network_outage.is_some())
+                + usize::from(f.toxic.is_some());
             if set != 1 {
                 return Err(self.err(
                     span,
                     format!("faults[{i}]"),
-                    "needs exactly one of kill_relay, restart_relay, restart_redis, command",
+                    "needs exactly one of kill_relay, restart_relay, restart_redis, command, \
+                     network_outage, toxic",
                 ));
+            }
+            if let (Some(l), None) = (&f.lasting, &f.toxic) {
+                return Err(self.err(l.span(), field("lasting"), "is for a toxic"));
+            }
+            if let Some(o) = f.network_outage {
+                if o.get_ref().0.is_zero() {
+                    return Err(self.err(
+                        o.span(),
+                        field("network_outage"),
+                        "must be more than 0s",
+                    ));
+                }
+                faults.push(Fault {
+                    at,
+                    action: FaultAction::NetworkOutage(o.get_ref().0),
+                });
+                continue;
+            }
+            if let Some(t) = f.toxic {
+                let toxic = self.toxic(&field("toxic"), t)?;
+                let lasting = f.lasting.map(|l| l.get_ref().0).unwrap_or_default();
+                faults.push(Fault {
+                    at,
+                    action: FaultAction::Toxic { toxic, lasting },
+                });
+                continue;
             }
             let relay = |n: Spanned<u32>, name: &str| match relays {
                 Some(r) if r >= 2 && (1..=r).contains(n.get_ref()) => Ok(n.get_ref() - 1),

@@ -4,8 +4,10 @@
 //! Every error names the file, line, column and field, taken from the parser's spans (an
 //! inline table such as `bots = [{…}]` points at the right line too).
 
+mod adversary;
 mod faults;
 mod locate;
+mod network;
 mod raw;
 mod resolve;
 
@@ -14,6 +16,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use adversary::{ATTACKS_SUCCEEDED, Adversary};
+pub use network::{Stream, Toxic, ToxicKind};
 pub use wire::Transport;
 
 /// A scenario that cannot be run, and where the problem is.
@@ -218,14 +222,33 @@ pub struct Plan {
     pub target: Target,
     /// Expected (and, embedded, configured) limits.
     pub limits: Limits,
+    /// Browser origins the embedded relay allows (`[relay] cors_origin`; empty: any).
+    pub cors_origin: Vec<String>,
     /// Bot groups.
     pub groups: Vec<Group>,
+    /// The adversary group, if the scenario has one.
+    pub adversary: Option<Adversary>,
     /// Pass/fail rules: the scenario's, then the default gate's.
     pub thresholds: Vec<Threshold>,
     /// How bots come back after losing a connection.
     pub reconnect: Reconnect,
     /// What the run breaks on purpose, in time order.
     pub faults: Vec<Fault>,
+    /// Toxics of the fault proxy for the whole run (`[network]`).
+    pub network: Vec<Toxic>,
+}
+
+impl Plan {
+    /// True when bots go through the simulator's fault proxy.
+    pub fn proxied(&self) -> bool {
+        !self.network.is_empty()
+            || self.faults.iter().any(|f| {
+                matches!(
+                    f.action,
+                    FaultAction::NetworkOutage(_) | FaultAction::Toxic { .. }
+                )
+            })
+    }
 }
 
 /// How a bot reconnects after losing its connection, as socket.io-client does: the delay
@@ -267,7 +290,7 @@ impl Reconnect {
 }
 
 /// A fault injected at `at` after sending starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     /// Offset from the start of the sending phase.
     pub at: Duration,
@@ -276,7 +299,7 @@ pub struct Fault {
 }
 
 /// What a fault does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum FaultAction {
     /// Kills embedded relay node `n` (0-based) at once: no goodbye to its sockets or Redis.
     KillRelay(u32),
@@ -293,6 +316,15 @@ pub enum FaultAction {
         /// The node it kills.
         node: Option<u32>,
     },
+    /// The simulator's fault proxy cuts every connection and refuses new ones for this long.
+    NetworkOutage(Duration),
+    /// The fault proxy adds a toxic, for `lasting` (zero: the rest of the run).
+    Toxic {
+        /// The toxic.
+        toxic: Toxic,
+        /// How long it stays.
+        lasting: Duration,
+    },
 }
 
 impl FaultAction {
@@ -301,7 +333,10 @@ impl FaultAction {
         match self {
             FaultAction::KillRelay(n) => Some(*n),
             FaultAction::Command { node, .. } => *node,
-            FaultAction::RestartRedis | FaultAction::RestartRelay(_) => None,
+            FaultAction::RestartRedis
+            | FaultAction::RestartRelay(_)
+            | FaultAction::NetworkOutage(_)
+            | FaultAction::Toxic { .. } => None,
         }
     }
 

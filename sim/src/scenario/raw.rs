@@ -29,6 +29,44 @@ pub(super) struct RawScenario {
     pub reconnect: Option<Spanned<RawReconnect>>,
     #[serde(default)]
     pub faults: Vec<Spanned<RawFault>>,
+    #[serde(default)]
+    pub network: Option<Spanned<RawNetwork>>,
+}
+
+/// `[network]`: toxics every connection of the run passes through.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNetwork {
+    #[serde(default)]
+    pub toxics: Vec<Spanned<RawToxic>>,
+}
+
+/// One toxic, Toxiproxy's way: `type`, `stream`, `toxicity` and the type's attributes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawToxic {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub stream: Option<Spanned<String>>,
+    #[serde(default)]
+    pub toxicity: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub latency: Option<HumanDuration>,
+    #[serde(default)]
+    pub jitter: Option<HumanDuration>,
+    #[serde(default)]
+    pub rate_kib: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub average_size: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub size_variation: Option<usize>,
+    #[serde(default)]
+    pub delay: Option<HumanDuration>,
+    #[serde(default)]
+    pub bytes: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
 }
 
 /// `[reconnect]`.
@@ -60,6 +98,12 @@ pub(super) struct RawFault {
     pub command: Option<Spanned<String>>,
     #[serde(default)]
     pub node: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub network_outage: Option<Spanned<HumanDuration>>,
+    #[serde(default)]
+    pub toxic: Option<Spanned<RawToxic>>,
+    #[serde(default)]
+    pub lasting: Option<Spanned<HumanDuration>>,
 }
 
 /// `[scenario]`.
@@ -104,6 +148,8 @@ pub(super) struct RawLimits {
     pub max_payload_bytes: Option<usize>,
     #[serde(default)]
     pub max_image_bytes: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub cors_origin: Vec<Spanned<String>>,
 }
 
 /// `{ min = .., max = .. }`.
@@ -128,7 +174,7 @@ pub(super) struct RawBurst {
 pub(super) struct RawGroup {
     #[serde(default)]
     pub name: Option<String>,
-    pub role: BotRole,
+    pub role: Spanned<RawRole>,
     pub count: Spanned<u32>,
     #[serde(default)]
     pub tabs: Option<Spanned<u32>>,
@@ -158,6 +204,32 @@ pub(super) struct RawGroup {
     pub offline: Option<HumanDuration>,
     #[serde(default)]
     pub reconnects: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub attacks: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub memory_bound_mib: Option<Spanned<u32>>,
+}
+
+/// A group's role as written: the chat's roles, or the adversary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawRole {
+    Operator,
+    Client,
+    Supervisor,
+    Adversary,
+}
+
+impl RawRole {
+    /// The chat role; `None` for the adversary.
+    pub fn chat(self) -> Option<BotRole> {
+        match self {
+            RawRole::Operator => Some(BotRole::Operator),
+            RawRole::Client => Some(BotRole::Client),
+            RawRole::Supervisor => Some(BotRole::Supervisor),
+            RawRole::Adversary => None,
+        }
+    }
 }
 
 /// A duration written as humantime text (`"30s"`, `"2m"`, `"250ms"`).

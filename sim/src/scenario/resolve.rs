@@ -13,8 +13,8 @@ use toml::de::DeTable;
 use super::locate::{field_at, line_col};
 use super::raw::{Bound, RawGroup, RawLimits, RawRange, RawScenario, RawTarget, Thresholds};
 use super::{
-    BotRole, Burst, Group, Limits, Overrides, Plan, Range, ScenarioError, Target, ThinkTime,
-    Threshold,
+    ATTACKS_SUCCEEDED, Adversary, BotRole, Burst, Group, Limits, Overrides, Plan, Range,
+    ScenarioError, Target, ThinkTime, Threshold,
 };
 use crate::metrics::is_known_metric;
 
@@ -110,7 +110,9 @@ impl Resolver<'_> {
         if let (Target::External { jwt_secret, .. }, Some(s)) = (&mut target, &o.jwt_secret) {
             jwt_secret.clone_from(s);
         }
-        let limits = self.limits(raw.relay.map(Spanned::into_inner).unwrap_or_default())?;
+        let mut relay_section = raw.relay.map(Spanned::into_inner).unwrap_or_default();
+        let cors_origin = self.origins(std::mem::take(&mut relay_section.cors_origin))?;
+        let limits = self.limits(relay_section)?;
         let scale = match o.scale {
             Some(s) if !(s.is_finite() && s > 0.0 && s <= 1000.0) => {
                 return Err(ScenarioError::Override(format!(
@@ -119,24 +121,41 @@ impl Resolver<'_> {
             }
             s => s.unwrap_or(1.0),
         };
-        let groups = match raw.bots {
-            Some(b) if !b.get_ref().is_empty() => b
-                .into_inner()
-                .into_iter()
-                .enumerate()
-                .map(|(i, g)| self.group(i, g, scale))
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => {
-                return Err(self.err(
-                    meta_span,
-                    "bots",
-                    "a scenario needs at least one [[bots]] group",
-                ));
+        let mut groups = Vec::new();
+        let mut adversary: Option<Adversary> = None;
+        for (i, g) in raw
+            .bots
+            .map(Spanned::into_inner)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            let role = *g.get_ref().role.get_ref();
+            match role.chat() {
+                Some(chat) => groups.push(self.group(i, g, chat, scale)?),
+                None if adversary.is_some() => {
+                    let span = g.get_ref().role.span();
+                    return Err(self.err(
+                        span,
+                        format!("bots[{i}].role"),
+                        "one adversary group per scenario: list every attack in it",
+                    ));
+                }
+                None => adversary = Some(self.adversary(i, g.into_inner())?),
             }
-        };
-        let thresholds = self.thresholds(raw.thresholds.unwrap_or_default())?;
+        }
+        if groups.is_empty() {
+            return Err(self.err(
+                meta_span,
+                "bots",
+                "a scenario needs at least one [[bots]] group of operators, supervisors or visitors",
+            ));
+        }
+        let thresholds =
+            self.thresholds(raw.thresholds.unwrap_or_default(), adversary.is_some())?;
         let reconnect = self.reconnect(raw.reconnect)?;
         let faults = self.faults(raw.faults, &target, duration)?;
+        let network = self.network(raw.network)?;
         Ok(Plan {
             file: self.path.to_owned(),
             name: meta.name.into_inner(),
@@ -146,10 +165,13 @@ impl Resolver<'_> {
             seed: o.seed.or(meta.seed).unwrap_or(1),
             target,
             limits,
+            cors_origin,
             groups,
+            adversary,
             thresholds,
             reconnect,
             faults,
+            network,
         })
     }
 
@@ -217,6 +239,30 @@ impl Resolver<'_> {
         })
     }
 
+    /// `[relay] cors_origin`: each like `https://chat.example[:port]`, or `*`.
+    fn origins(&self, raw: Vec<Spanned<String>>) -> Result<Vec<String>, ScenarioError> {
+        raw.into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let text = o.get_ref();
+                let ok = text == "*"
+                    || ["http://", "https://"].iter().any(|p| {
+                        text.strip_prefix(p)
+                            .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+                    });
+                if ok {
+                    Ok(text.clone())
+                } else {
+                    Err(self.err(
+                        o.span(),
+                        format!("relay.cors_origin[{i}]"),
+                        format!("{text:?} is not an origin like https://chat.example or *"),
+                    ))
+                }
+            })
+            .collect()
+    }
+
     fn limits(&self, raw: RawLimits) -> Result<Limits, ScenarioError> {
         let at_least_one = |v: &Option<Spanned<u32>>, field: &str, default: u32| match v {
             Some(s) if *s.get_ref() == 0 => Err(self.err(s.span(), field, "must be at least 1")),
@@ -254,10 +300,25 @@ impl Resolver<'_> {
         Ok(limits)
     }
 
-    fn group(&self, i: usize, g: Spanned<RawGroup>, scale: f64) -> Result<Group, ScenarioError> {
+    fn group(
+        &self,
+        i: usize,
+        g: Spanned<RawGroup>,
+        role: BotRole,
+        scale: f64,
+    ) -> Result<Group, ScenarioError> {
         let g = g.into_inner();
         let f = |name: &str| format!("bots[{i}].{name}");
-        let role = g.role;
+        if let Some(a) = &g.attacks {
+            return Err(self.err(a.span(), f("attacks"), "only adversary groups attack"));
+        }
+        if let Some(m) = &g.memory_bound_mib {
+            return Err(self.err(
+                m.span(),
+                f("memory_bound_mib"),
+                "only adversary groups have a memory bound",
+            ));
+        }
         if *g.count.get_ref() == 0 {
             return Err(self.err(g.count.span(), f("count"), "must be at least 1"));
         }
@@ -382,7 +443,11 @@ impl Resolver<'_> {
 
     /// The scenario's thresholds, then every violation class it leaves unbounded at 0,
     /// and `connect.failed` at 0: a run with no `[thresholds]` still fails on a violation.
-    fn thresholds(&self, raw: Thresholds) -> Result<Vec<Threshold>, ScenarioError> {
+    fn thresholds(
+        &self,
+        raw: Thresholds,
+        adversary: bool,
+    ) -> Result<Vec<Threshold>, ScenarioError> {
         let mut out = Vec::new();
         for (name, value) in raw.0 {
             let span = value.span();
@@ -415,7 +480,8 @@ impl Resolver<'_> {
         let gate = Violation::ALL
             .iter()
             .map(|v| v.name())
-            .chain([Counter::ConnectFailed.name()]);
+            .chain([Counter::ConnectFailed.name()])
+            .chain(adversary.then_some(ATTACKS_SUCCEEDED));
         for metric in gate {
             if !out.iter().any(|t| t.metric == metric && !t.at_least) {
                 out.push(Threshold {

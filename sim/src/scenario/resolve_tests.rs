@@ -1,7 +1,8 @@
 //! Scenario resolution: defaults, overrides, the default gate, and errors at the right place.
 
 use super::*;
-use crate::scenario::{FaultAction, Reconnect};
+use crate::scenario::{ATTACKS_SUCCEEDED, FaultAction, Reconnect, Stream, Toxic, ToxicKind};
+use reports::attacks::Attack;
 
 const GOOD: &str = r#"
 [scenario]
@@ -284,5 +285,176 @@ fn reconnection_delays_double_up_to_the_cap_within_the_spread() {
         r.delay(9, 0.999),
         Duration::from_secs(5),
         "never past the cap"
+    );
+}
+
+const ADVERSARY: &str = r#"
+[[bots]]
+name = "attackers"
+role = "adversary"
+count = 2
+attacks = ["forged_token", "join_null", "forged_token"]
+"#;
+
+#[test]
+fn an_adversary_group_is_resolved_apart_from_the_chat() {
+    let p = plan(&format!("{GOOD}{ADVERSARY}"));
+    assert_eq!(p.groups.len(), 2, "the adversary is not a chat group");
+    let a = p.adversary.expect("an adversary");
+    assert_eq!(a.attempts, 2);
+    assert_eq!(a.attacks, [Attack::ForgedToken, Attack::JoinNull]);
+    assert_eq!(a.memory_bound_mib, 256);
+    assert!(
+        p.thresholds
+            .iter()
+            .any(|t| t.metric == ATTACKS_SUCCEEDED && t.implicit && t.limit == 0.0),
+        "the default gate bounds successful attacks at 0"
+    );
+    let all = plan(&format!(
+        "{GOOD}{}",
+        ADVERSARY.replace(
+            r#"attacks = ["forged_token", "join_null", "forged_token"]"#,
+            r#"attacks = ["all"]"#
+        )
+    ));
+    assert_eq!(all.adversary.expect("adversary").attacks, Attack::ALL);
+    assert!(plan(GOOD).adversary.is_none());
+    assert!(
+        !plan(GOOD)
+            .thresholds
+            .iter()
+            .any(|t| t.metric == ATTACKS_SUCCEEDED)
+    );
+}
+
+#[test]
+fn adversary_mistakes_name_the_field() {
+    let src = format!("{GOOD}{ADVERSARY}");
+    let e = err(&src.replace(r#""join_null""#, r#""sql_injection""#));
+    assert!(
+        e.starts_with("s.toml:26:28: `bots[2].attacks[1]`: unknown attack"),
+        "{e}"
+    );
+    assert!(e.contains("forged_token"), "lists the catalogue: {e}");
+    let e = err(&src.replace(
+        "count = 2\nattacks",
+        "count = 2\nmessages_per_minute = 5\nattacks",
+    ));
+    assert!(
+        e.contains("`bots[2].messages_per_minute`: is for chat bots"),
+        "{e}"
+    );
+    let e = err(&src.replace("count = 2\nattacks", "count = 0\nattacks"));
+    assert!(
+        e.contains("`bots[2].count`: is the attempts of each attack"),
+        "{e}"
+    );
+    let e = err(&GOOD.replace("tabs = 2", "tabs = 2\nattacks = [\"all\"]"));
+    assert!(
+        e.contains("`bots[0].attacks`: only adversary groups attack"),
+        "{e}"
+    );
+    let e = err(&format!("{src}{ADVERSARY}"));
+    assert!(e.contains("one adversary group per scenario"), "{e}");
+    let e = err(&format!(
+        "{src}\n[relay]\ncors_origin = [\"chat.example\"]\n"
+    ));
+    assert!(e.contains("`relay.cors_origin[0]`"), "{e}");
+    let only = r#"
+[scenario]
+name = "t"
+duration = "5s"
+"#;
+    let e = err(&format!("{only}{ADVERSARY}"));
+    assert!(
+        e.contains("at least one [[bots]] group of operators"),
+        "{e}"
+    );
+}
+
+const NETWORK: &str = r#"
+[[network.toxics]]
+type = "latency"
+latency = "40ms"
+jitter = "10ms"
+toxicity = 0.5
+
+[[network.toxics]]
+type = "limit_data"
+stream = "downstream"
+bytes = 1000
+
+[[faults]]
+at = "2s"
+toxic = { type = "timeout", timeout = "0s", toxicity = 0.1 }
+lasting = "1s"
+
+[[faults]]
+at = "3s"
+network_outage = "1s"
+"#;
+
+#[test]
+fn network_toxics_and_faults_are_read_in_toxiproxys_terms() {
+    let p = plan(&format!("{GOOD}{NETWORK}"));
+    assert!(p.proxied());
+    assert!(!plan(GOOD).proxied());
+    assert_eq!(
+        p.network[0],
+        Toxic {
+            kind: ToxicKind::Latency {
+                latency: Duration::from_millis(40),
+                jitter: Duration::from_millis(10)
+            },
+            stream: Stream::Both,
+            toxicity: 0.5
+        }
+    );
+    assert_eq!(p.network[1].kind, ToxicKind::LimitData { bytes: 1000 });
+    assert_eq!(p.network[1].stream, Stream::Downstream);
+    assert!(matches!(
+        p.faults[0].action,
+        FaultAction::Toxic { lasting, toxic } if lasting == Duration::from_secs(1)
+            && toxic.kind == ToxicKind::Timeout { timeout: Duration::ZERO }
+    ));
+    assert_eq!(
+        p.faults[1].action,
+        FaultAction::NetworkOutage(Duration::from_secs(1))
+    );
+}
+
+#[test]
+fn network_mistakes_name_the_field() {
+    let src = format!("{GOOD}{NETWORK}");
+    let e = err(&src.replace(r#"type = "latency""#, r#"type = "lag""#));
+    assert!(
+        e.contains("`network.toxics[0].type`") && e.contains("slicer"),
+        "{e}"
+    );
+    let e = err(&src.replace("toxicity = 0.5", "toxicity = 1.5"));
+    assert!(
+        e.contains("`network.toxics[0].toxicity`: must be 0 to 1"),
+        "{e}"
+    );
+    let e = err(&src.replace("bytes = 1000", "bytes = 1000\nlatency = \"1s\""));
+    assert!(
+        e.contains("`network.toxics[1].latency`: is not an attribute of a limit_data toxic"),
+        "{e}"
+    );
+    let e = err(&src.replace(r#"stream = "downstream""#, r#"stream = "sideways""#));
+    assert!(e.contains("`network.toxics[1].stream`"), "{e}");
+    let e = err(&src.replace(
+        "network_outage = \"1s\"",
+        "network_outage = \"1s\"\nlasting = \"1s\"",
+    ));
+    assert!(e.contains("`faults[1].lasting`: is for a toxic"), "{e}");
+    let e = err(&src.replace(
+        r#"type = "latency"
+latency = "40ms""#,
+        r#"type = "latency""#,
+    ));
+    assert!(
+        e.contains("`network.toxics[0].latency`: a latency toxic needs it"),
+        "{e}"
     );
 }

@@ -38,3 +38,37 @@ pub async fn relay(rate_limit: u32) -> (SocketAddr, tokio::sync::oneshot::Sender
     }));
     (addr, tx)
 }
+
+/// Starts the Node backend `script` of `tests/js` on a free port, with the tests' JWT
+/// secret and `env`; returns the child (killed on drop) and its URL.
+pub async fn node(script: &str, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt as _;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    assert!(
+        dir.join("node_modules/socket.io").is_dir(),
+        "socket.io is not installed: run scripts/test (it runs `npm ci` in {})",
+        dir.display()
+    );
+    let mut child = tokio::process::Command::new("node")
+        .arg(script)
+        .arg("0")
+        .current_dir(&dir)
+        .env("RELAY_JWT_SECRET", SECRET)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (is Node.js installed?)");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(15), lines.next_line())
+        .await
+        .expect("the server starts in time")
+        .expect("read")
+        .expect("a line");
+    let port = line
+        .strip_prefix("listening ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    (child, format!("http://127.0.0.1:{port}/chat"))
+}

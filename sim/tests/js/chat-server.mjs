@@ -12,10 +12,36 @@
 //   MAX_IMAGE_BYTES               largest decoded image (1000000)
 //   SOCKET_PATH                   Socket.IO path (/chat)
 //   SOCKET_HOST                   listen address (unset: every interface, IPv4 and IPv6)
+//   WEAKNESSES                    deliberate weaknesses to turn on (unset: none), see below
 //
-// Every handler is synchronous and runs from `onAny`, which socket.io calls as each packet
-// is decoded (specific listeners run a tick later and are skipped once the socket is gone),
-// so one socket's events are handled in arrival order and its `disconnect` after all of them.
+// WEAKNESSES exists so that the simulator's adversary can be proven to catch each weakness
+// (sim/tests/security.rs); unset or empty, this is the correct server and nothing below
+// changes. `all` turns on every one, otherwise it is a comma-separated list of names (an
+// unknown name exits with status 2). Each is a branch marked `// WEAK n (name):` in the code.
+// Never run the server with any of them on as a real backend.
+//   1. alg_none           a token whose header says "alg":"none" is accepted unsigned: any
+//                         signature part, even an empty one, passes.
+//   2. no_expiry          `exp` is not compared with the clock: expired tokens are accepted
+//                         (the claim must still be present and a non-negative integer).
+//   3. payload_identity   operatorMessage trusts the payload's `operatorId`/`operatorName`,
+//                         when present, over the token's identity on operatorMessageBroadcast
+//                         (top level and inside `message`; incomingOperatorMessage carries none).
+//   4. raw_visitor_names  visitor names (join's `username`, sent on as `newChat.username`) keep
+//                         their markup: still trimmed and cut to 100 characters.
+//   5. image_claims       images are judged by the claimed `mimeType` alone: any `image/` type
+//                         passes (image/svg+xml too), the bytes are never checked against it.
+//                         The base64 and the decoded size limit are still enforced.
+//   6. any_origin         socket.io `cors: { origin: "*" }`. The correct server checks no Origin
+//                         either (it reflects any origin, with credentials), so this changes
+//                         only the CORS headers of HTTP responses.
+//   7. no_typing_limit    typing events are never dropped (TYPING_RATE_LIMIT_PER_MINUTE is
+//                         still parsed, then ignored).
+//
+// Every handler is synchronous and runs from `onAny`, so one socket's events are handled in
+// arrival order. socket.io calls `onAny` a tick after each packet is decoded, even once the
+// socket is gone (only specific listeners are skipped then): a connection closed while its
+// packets wait for that tick (a packet for a namespace it never joined closes it at once)
+// fires `disconnect` first, so events arriving after `disconnect` are ignored.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
 import { Server } from "socket.io";
@@ -47,6 +73,29 @@ const MAX_PAYLOAD_BYTES = envInt("MAX_PAYLOAD_BYTES", 1_000_000);
 const MAX_IMAGE_BYTES = envInt("MAX_IMAGE_BYTES", 1_000_000);
 const PATH = process.env.SOCKET_PATH || "/chat";
 const HOST = process.env.SOCKET_HOST || undefined;
+
+// The deliberate weaknesses turned on, by name (see the header): empty for the correct server.
+const WEAKNESS_NAMES = [
+  "alg_none",
+  "no_expiry",
+  "payload_identity",
+  "raw_visitor_names",
+  "image_claims",
+  "any_origin",
+  "no_typing_limit",
+];
+const WEAK = new Set();
+for (const item of (process.env.WEAKNESSES ?? "").split(",")) {
+  const name = item.trim();
+  if (name === "") continue;
+  if (name === "all") {
+    for (const each of WEAKNESS_NAMES) WEAK.add(each);
+  } else if (WEAKNESS_NAMES.includes(name)) {
+    WEAK.add(name);
+  } else {
+    fail(`WEAKNESSES: unknown weakness ${JSON.stringify(name)}, expected all or a comma-separated list of ${WEAKNESS_NAMES.join(", ")}`);
+  }
+}
 
 const WINDOW_MS = 60_000;
 const JWT_LEEWAY_SECS = 5; // as the reference relay: clock skew tolerated on exp and nbf
@@ -270,12 +319,17 @@ function verifyToken(token) {
   if (parts.length !== 3) return { error: "malformed token: expected three dot-separated parts" };
   const header = jsonPart(parts[0]);
   if (header === null || typeof header.alg !== "string") return { error: "malformed token: bad header" };
-  if (header.alg !== "HS256") return { error: `unsupported algorithm ${JSON.stringify(header.alg)}, only HS256 is accepted` };
-  const signature = b64url(parts[2]);
-  if (signature === null) return { error: "malformed token: signature is not base64url" };
-  const expected = createHmac("sha256", SECRET).update(`${parts[0]}.${parts[1]}`).digest();
-  if (signature.length !== expected.length || !timingSafeEqual(signature, expected)) {
-    return { error: "bad signature" };
+  // WEAK 1 (alg_none): an unsigned token ("alg":"none") skips the signature check, so any
+  // signature part, even an empty one, is accepted
+  const unsigned = WEAK.has("alg_none") && header.alg === "none";
+  if (!unsigned) {
+    if (header.alg !== "HS256") return { error: `unsupported algorithm ${JSON.stringify(header.alg)}, only HS256 is accepted` };
+    const signature = b64url(parts[2]);
+    if (signature === null) return { error: "malformed token: signature is not base64url" };
+    const expected = createHmac("sha256", SECRET).update(`${parts[0]}.${parts[1]}`).digest();
+    if (signature.length !== expected.length || !timingSafeEqual(signature, expected)) {
+      return { error: "bad signature" };
+    }
   }
   const claims = jsonPart(parts[1]);
   if (
@@ -289,7 +343,8 @@ function verifyToken(token) {
     return { error: "malformed token: claims need sub, name and exp" };
   }
   const now = Math.floor(Date.now() / 1000);
-  if (now > claims.exp + JWT_LEEWAY_SECS) return { error: "token expired" };
+  // WEAK 2 (no_expiry): `exp` is never compared with the clock, so expired tokens are accepted
+  if (!WEAK.has("no_expiry") && now > claims.exp + JWT_LEEWAY_SECS) return { error: "token expired" };
   if (!absent(claims.nbf) && claims.nbf > now + JWT_LEEWAY_SECS) return { error: "token not valid yet" };
   if (!/^\+?[0-9]+$/.test(claims.sub) || !Number.isSafeInteger(Number(claims.sub))) {
     return { error: `subject ${JSON.stringify(claims.sub)} is not a numeric operator id` };
@@ -340,7 +395,13 @@ function contentMatches(mime, bytes) {
 // Returns {size} (decoded bytes) or {code, message}.
 function validateImage(image, mimeType) {
   const declared = typeof mimeType === "string" ? mimeType : "";
-  if (!IMAGE_MIME_TYPES.has(declared)) {
+  if (WEAK.has("image_claims")) {
+    // WEAK 5 (image_claims): any claimed type starting with image/ is accepted (image/svg+xml
+    // too), not just IMAGE_MIME_TYPES
+    if (!declared.startsWith("image/")) {
+      return { code: "invalid_payload", message: `mimeType ${JSON.stringify(declared)} is not an image/ type` };
+    }
+  } else if (!IMAGE_MIME_TYPES.has(declared)) {
     return { code: "invalid_payload", message: `mimeType ${JSON.stringify(declared)} is not one of image/png, image/jpeg, image/gif, image/webp` };
   }
   let body = image;
@@ -364,7 +425,10 @@ function validateImage(image, mimeType) {
   if (bytes.length > MAX_IMAGE_BYTES) {
     return { code: "payload_too_large", message: `image of ${bytes.length} bytes is over the ${MAX_IMAGE_BYTES}-byte limit` };
   }
-  if (!contentMatches(declared, bytes)) return { code: "invalid_payload", message: `image content is not ${declared}` };
+  // WEAK 5 (image_claims): the bytes are never checked against the claimed type (no magic bytes)
+  if (!WEAK.has("image_claims") && !contentMatches(declared, bytes)) {
+    return { code: "invalid_payload", message: `image content is not ${declared}` };
+  }
   return { size: bytes.length };
 }
 
@@ -503,7 +567,10 @@ const io = new Server(httpServer, {
   path: PATH,
   serveClient: false,
   maxHttpBufferSize: 4 * MAX_PAYLOAD_BYTES, // a frame over this closes the connection
-  cors: { origin: true, credentials: true },
+  // WEAK 6 (any_origin): `origin: "*"`. The correct server has no Origin check either (it
+  // reflects any origin, with credentials, and sets no allowRequest), so in practice this flag
+  // changes little: only the CORS headers of HTTP (polling) responses.
+  cors: WEAK.has("any_origin") ? { origin: "*" } : { origin: true, credentials: true },
 });
 
 io.on("connection", (socket) => {
@@ -558,7 +625,12 @@ io.on("connection", (socket) => {
       return {};
     }
     if (role === "client") {
-      const name = username === undefined ? "" : cleanName(username);
+      // WEAK 4 (raw_visitor_names): the name is trimmed and cut to MAX_NAME_CHARS, but its
+      // markup is kept as sent (no stripMarkup)
+      const clean = WEAK.has("raw_visitor_names")
+        ? (raw) => Array.from(raw.trim()).slice(0, MAX_NAME_CHARS).join("")
+        : cleanName;
+      const name = username === undefined ? "" : clean(username);
       if (name === "") throw new Refusal("invalid_payload", "a client joins with a non-empty username");
       state.role = "client";
       clients.set(sid, name);
@@ -572,13 +644,20 @@ io.on("connection", (socket) => {
     const req = object(data);
     const to = field(req, "to", "string", true);
     const body = messageBody(req);
-    field(req, "operatorId", "u64", false); // accepted for the frontend's sake, never trusted
-    field(req, "operatorName", "string", false);
+    // accepted for the frontend's sake, never trusted (unless WEAK 3 below)
+    const claimedId = field(req, "operatorId", "u64", false);
+    const claimedName = field(req, "operatorName", "string", false);
     const content = validateContent(body);
     if (!clients.has(to)) throw new Refusal("unknown_client", `no connected client ${JSON.stringify(to)}`);
     const id = messageId();
     const ts = timestamp();
-    const { operatorId, name: operatorName } = state.operator;
+    let { operatorId, name: operatorName } = state.operator;
+    if (WEAK.has("payload_identity")) {
+      // WEAK 3 (payload_identity): the payload's operatorId/operatorName, when present, replace
+      // the authenticated identity (the claimed name is still sanitized like a token's name)
+      operatorId = claimedId ?? operatorId;
+      if (claimedName !== undefined) operatorName = cleanName(claimedName);
+    }
     const toClient = { from: sid, type: content.type };
     const forOperators = { from: "operator" };
     if (content.type === "text") {
@@ -653,7 +732,11 @@ io.on("connection", (socket) => {
       // every message a joined socket sends counts, valid or not
       const wait = state.messages.tryAcquire(now);
       if (wait !== null) return { retryAfterMs: Math.max(1, Math.floor(wait)) };
-    } else if (TYPING_EVENTS.has(event) && state.typing.tryAcquire(now) !== null) {
+    } else if (
+      TYPING_EVENTS.has(event) &&
+      !WEAK.has("no_typing_limit") && // WEAK 7 (no_typing_limit): typing events are never dropped
+      state.typing.tryAcquire(now) !== null
+    ) {
       return { dropped: true }; // over the typing budget: silently
     }
     let size;
@@ -669,6 +752,8 @@ io.on("connection", (socket) => {
   }
 
   socket.onAny((rawEvent, ...args) => {
+    // dropped once `disconnect` has run: a join now would add presence nothing removes
+    if (!socket.connected) return;
     const ack = args.length > 0 && typeof args[args.length - 1] === "function" ? args.pop() : undefined;
     const event = String(rawEvent);
     let outcome;

@@ -47,7 +47,7 @@ impl Check for ExactlyOnce {
             && cx
                 .registry
                 .get(m.sender)
-                .is_some_and(|s| cut_within(s, m.sent_at, grace));
+                .is_some_and(|s| cut_within(s, m.sent_at, grace) || silent(s, m.sent_at, grace));
         let missing = |tally: &mut Tally, s: &SocketInfo, what: &'static str| {
             if sender_cut {
                 tally.count(Counter::LostDisconnected, 1);
@@ -70,7 +70,7 @@ impl Check for ExactlyOnce {
                 }
             } else if !got
                 && s.joined.is_some_and(|j| j < m.sent_at)
-                && cut_within(s, m.sent_at, grace)
+                && (cut_within(s, m.sent_at, grace) || silent(s, m.sent_at, grace))
             {
                 cx.tally.count(Counter::LostDisconnected, 1);
             }
@@ -88,7 +88,9 @@ impl Check for ExactlyOnce {
                 if !m.received.contains(&k) {
                     missing(cx.tally, v, "visitor never got it");
                 }
-            } else if !m.received.contains(&k) && cut_within(v, m.sent_at, grace) {
+            } else if !m.received.contains(&k)
+                && (cut_within(v, m.sent_at, grace) || silent(v, m.sent_at, grace))
+            {
                 cx.tally.count(Counter::LostDisconnected, 1);
             }
         }
@@ -99,4 +101,11 @@ impl Check for ExactlyOnce {
 /// True when the backend (or a fault) closed `s` after `t`, but no later than `grace` after.
 fn cut_within(s: &SocketInfo, t: std::time::Instant, grace: std::time::Duration) -> bool {
     s.closed_by_server && s.leaving.is_some_and(|l| l >= t && l < t + grace)
+}
+
+/// True when `s`'s transport broke and nothing reached it after a point before `t + grace`:
+/// a connection reset, cut mid-frame or silent past its ping deadline, which the bot finds
+/// out only later, did not carry what came after it went quiet.
+fn silent(s: &SocketInfo, t: std::time::Instant, grace: std::time::Duration) -> bool {
+    s.closed_by_server && s.silent_since.is_some_and(|q| q < t + grace)
 }

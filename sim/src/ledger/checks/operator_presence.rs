@@ -123,7 +123,7 @@ fn spans<'a>(
             continue;
         }
         t.joined?;
-        intervals.push((t.joining, t.leaving));
+        intervals.push((t.joining, t.departure()));
     }
     intervals.sort_by_key(|i| i.0);
     let mut out: Vec<(Instant, Option<Instant>)> = Vec::new();

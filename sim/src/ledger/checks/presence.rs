@@ -33,7 +33,8 @@ impl Presence {
             let Some(left) = v.leaving.filter(|l| *l >= since) else {
                 continue;
             };
-            if v.role.is_operator() || v.refused {
+            // a broken connection's chatEnded may wait for the backend's ping timeout
+            if v.role.is_operator() || v.refused || v.silent_since.is_some() {
                 continue;
             }
             let ended = self.chats.get(&vk).map(|c| &c.ended);
@@ -107,7 +108,7 @@ impl Presence {
                         format!("no newChat for {}", v.sid),
                     ));
                 }
-                if let Some(left) = v.leaving
+                if let Some(left) = v.departure()
                     && o.owed_at(left, grace)
                     && !chat.is_some_and(|c| c.ended.get(u64::from(i)))
                 {
