@@ -1,7 +1,8 @@
 //! The adversary against three backends: the reference relay blocks every attack of the
 //! catalogue while its chat stays correct; a deliberately weak Node backend
-//! (`tests/js/chat-server.mjs` with `WEAKNESSES=all`) is caught on exactly its seven
-//! weaknesses; the frontend
+//! (`tests/js/chat-server.mjs` with `WEAKNESSES=all`) is caught on its seven weaknesses
+//! and nothing else but lone surrogates (which Node writes as escapes strict parsers
+//! refuse); the frontend
 //! guide's example server lets in whoever claims to be an operator and dies of `join(null)`.
 
 mod common;

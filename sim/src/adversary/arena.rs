@@ -315,16 +315,29 @@ impl Arena {
             .collect()
     }
 
-    /// True when the target still takes a new connection within 3 s.
+    /// True when the target still takes a new connection: three tries of 3 s each, so
+    /// one slow handshake on a busy machine is not taken for a downed target.
     pub async fn alive(&self) -> bool {
-        let options = Options::default();
-        match tokio::time::timeout(Duration::from_secs(3), self.connect(options)).await {
-            Ok(Ok(conn)) => {
+        for _ in 0..3 {
+            let options = Options::default();
+            if let Ok(Ok(conn)) =
+                tokio::time::timeout(Duration::from_secs(3), self.connect(options)).await
+            {
                 conn.close().await;
-                true
+                return true;
             }
-            _ => false,
         }
+        false
+    }
+
+    /// True while both witnesses are still connected (what they do not hear cannot be
+    /// judged).
+    pub fn witnesses_listening(&self) -> bool {
+        let w = self
+            .witnesses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        w.len() == 2 && w.iter().all(|(_, task)| !task.is_finished())
     }
 }
 

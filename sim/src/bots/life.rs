@@ -488,10 +488,8 @@ impl Life<'_> {
 }
 
 /// True when the transport failed under Socket.IO rather than the server closing it: a
-/// reset, an end without a close frame, or silence past the ping deadline.
+/// reset, an end without a close frame, or silence past the ping deadline. (Frames that
+/// break the protocol are the server's doing, not the network's.)
 fn broken(e: &WireError) -> bool {
-    matches!(
-        e,
-        WireError::Io(_) | WireError::Timeout | WireError::Protocol(_)
-    )
+    matches!(e, WireError::Io(_) | WireError::Timeout)
 }

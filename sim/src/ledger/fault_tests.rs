@@ -137,3 +137,33 @@ fn a_cut_too_long_before_explains_nothing() {
     let c = w.finish();
     assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
 }
+
+#[test]
+fn a_broken_connection_excuses_what_it_missed_only_when_the_proxy_cut_it() {
+    for cut in [false, true] {
+        let mut w = World::new();
+        w.send_to_v1(1, 1_000); // OP_B is owed the broadcast
+        w.got_to_client(V1, 1, 1_001);
+        if cut {
+            let at = w.at(1_500);
+            w.ledger.apply(Record::NetworkCut { at });
+        }
+        // OP_B last heard at 0.5 s, found broken at 2 s
+        let (heard, at) = (w.at(500), w.at(2_000));
+        w.ledger.apply(Record::Closed {
+            socket: OP_B,
+            at,
+            unexpected: true,
+            broken: Some(heard),
+        });
+        let c = w.finish();
+        if cut {
+            assert_eq!((c["lost"], c["lost.disconnected"]), (0, 1), "{c:?}");
+            assert_eq!(c["disconnected.fault"], 1, "{c:?}");
+        } else {
+            // a crash or a killed link without the proxy: the loss is the backend's
+            assert_eq!((c["lost"], c["lost.disconnected"]), (1, 0), "{c:?}");
+            assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Every socket of the run: who it is, when its join left and was confirmed, when it began
 //! to close; and who is owed what at a given instant.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use reports::model::Counter;
@@ -33,7 +33,8 @@ pub struct SocketInfo {
     pub leaving: Option<Instant>,
     /// The backend closed it while the bot still wanted it.
     pub closed_by_server: bool,
-    /// Its transport failed, and nothing arrived after this instant.
+    /// The simulator's fault proxy broke its transport, and nothing arrived after this
+    /// instant (when it was last heard from). Only ever set for a break a cut explains.
     pub silent_since: Option<Instant>,
 }
 
@@ -72,6 +73,10 @@ impl SocketInfo {
     }
 }
 
+/// How long after the fault proxy cut a connection a broken connection may be put down to
+/// the cut: a half-open one only fails at the client's ping deadline (45 s by default).
+pub const NETWORK_WINDOW: Duration = Duration::from_secs(60);
+
 /// How long a backend may take to notice a connection whose transport broke without a
 /// close reaching it (a reset long-polling request, a half-open link): Engine.IO's default
 /// ping interval and timeout (25 s + 20 s), and 5 s more.
@@ -81,6 +86,8 @@ pub const BROKEN_LINGER: Duration = Duration::from_secs(50);
 #[derive(Debug, Default)]
 pub struct Registry {
     sockets: Vec<Option<SocketInfo>>,
+    /// Cuts of the fault proxy not yet matched with a broken connection, oldest first.
+    cuts: VecDeque<Instant>,
     by_sid: HashMap<String, SocketKey>,
     operator_keys: Vec<SocketKey>,
     tabs: HashMap<u64, Vec<SocketKey>>,
@@ -90,6 +97,22 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Takes the oldest cut of the proxy that can explain a connection found broken at
+    /// `at`: each cut explains one broken connection within [`NETWORK_WINDOW`] (either
+    /// side, for a cut noted a little after the bot saw it).
+    fn cut_explains(&mut self, at: Instant) -> bool {
+        while self.cuts.front().is_some_and(|c| *c + NETWORK_WINDOW < at) {
+            self.cuts.pop_front();
+        }
+        match self.cuts.front() {
+            Some(c) if at + NETWORK_WINDOW >= *c => {
+                self.cuts.pop_front();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Takes the socket-related part of a record into account.
     pub fn apply(&mut self, record: &Record, tally: &mut Tally) {
         match record {
@@ -144,15 +167,20 @@ impl Registry {
                     s.leaving.get_or_insert(*at);
                 }
             }
+            Record::NetworkCut { at } => self.cuts.push_back(*at),
             Record::Closed {
                 socket,
                 at,
                 unexpected,
                 broken,
             } => {
+                let by_server = self
+                    .get(*socket)
+                    .is_some_and(|s| *unexpected && s.leaving.is_none());
+                let explained = by_server && broken.is_some() && self.cut_explains(*at);
                 if let Some(s) = self.get_mut(*socket) {
-                    s.closed_by_server = *unexpected && s.leaving.is_none();
-                    if s.closed_by_server {
+                    s.closed_by_server = by_server;
+                    if explained {
                         s.silent_since = *broken;
                     }
                     s.leaving.get_or_insert(*at);

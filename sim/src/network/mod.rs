@@ -46,6 +46,8 @@ pub struct Control {
     next_id: AtomicU64,
     outage_until: Mutex<Option<Instant>>,
     conns: Mutex<HashMap<u64, watch::Sender<Option<Cut>>>>,
+    /// Connections whose cut is already noted: one cut each, however many ways it breaks.
+    noted: Mutex<std::collections::HashSet<u64>>,
     /// Where cuts are noted; taken away at the end so the ledger's channel can close.
     records: Mutex<Option<mpsc::UnboundedSender<Record>>>,
     seed: u64,
@@ -59,6 +61,7 @@ impl Control {
             next_id: AtomicU64::new(0),
             outage_until: Mutex::default(),
             conns: Mutex::default(),
+            noted: Mutex::default(),
             records: Mutex::new(Some(records)),
             seed,
             cuts: AtomicU64::new(0),
@@ -101,13 +104,17 @@ impl Control {
 
     /// Notes a cut for the ledger (before it happens), then makes it.
     fn cut(&self, conn: u64, how: Cut) {
-        self.note_cut();
+        self.note_cut(conn);
         if let Some(tx) = lock(&self.conns).get(&conn) {
             let _ = tx.send(Some(how));
         }
     }
 
-    fn note_cut(&self) {
+    /// Notes that connection `conn` is cut, once per connection.
+    fn note_cut(&self, conn: u64) {
+        if !lock(&self.noted).insert(conn) {
+            return;
+        }
         self.cuts.fetch_add(1, Ordering::Relaxed);
         if let Some(records) = &*lock(&self.records) {
             let _ = records.send(Record::NetworkCut {
@@ -176,6 +183,8 @@ impl Proxy {
             tasks.push(tokio::spawn(async move {
                 loop {
                     let Ok((client, peer)) = listener.accept().await else {
+                        // out of descriptors, most likely: let some close
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     };
                     if control.in_outage() {
@@ -218,6 +227,8 @@ async fn upstream(peer: SocketAddr, to: SocketAddr) -> std::io::Result<TcpStream
     socket.connect(to).await
 }
 
+/// One proxied connection: both directions pumped until they end or a toxic, a fault or an
+/// outage cuts it.
 async fn connection(
     mut client: TcpStream,
     peer: SocketAddr,
@@ -225,14 +236,26 @@ async fn connection(
     control: Arc<Control>,
     id: u64,
 ) {
+    // registered first, so an outage while it connects upstream cuts it too
+    let (cut_tx, mut cut_rx) = watch::channel(None);
+    lock(&control.conns).insert(id, cut_tx);
+    let forget = |control: &Control| {
+        lock(&control.conns).remove(&id);
+        lock(&control.noted).remove(&id);
+    };
     let Ok(mut target) = upstream(peer, to).await else {
         let _ = client.set_zero_linger();
+        forget(&control);
         return;
     };
     let _ = client.set_nodelay(true);
     let _ = target.set_nodelay(true);
-    let (cut_tx, mut cut_rx) = watch::channel(None);
-    lock(&control.conns).insert(id, cut_tx);
+    if cut_rx.borrow().is_some() {
+        let _ = client.set_zero_linger();
+        let _ = target.set_zero_linger();
+        forget(&control);
+        return;
+    }
     let opened = Instant::now();
     let how = {
         let (cr, cw) = client.split();
@@ -259,14 +282,14 @@ async fn connection(
                 _ = cut_rx.changed() => break *cut_rx.borrow(),
                 _ = tick.tick() => {
                     if let Some(how) = due(&control, id, opened) {
-                        control.note_cut();
+                        control.note_cut(id);
                         break Some(how);
                     }
                 }
             }
         }
     };
-    lock(&control.conns).remove(&id);
+    forget(&control);
     if how == Some(Cut::Reset) {
         let _ = client.set_zero_linger();
         let _ = target.set_zero_linger();

@@ -61,7 +61,7 @@ pub(super) async fn run(
                 // half-open: nothing goes through, nothing is closed
                 if !blackholed {
                     blackholed = true;
-                    control.note_cut();
+                    control.note_cut(id);
                 }
                 continue;
             }
@@ -86,11 +86,15 @@ pub(super) async fn run(
             }
             forwarded += chunk.len() as u64;
             last = (now + delay).max(last);
-            if !chunk.is_empty() {
-                let _ = tx.send((last, Some(Bytes::copy_from_slice(chunk))));
+            if !chunk.is_empty()
+                && tx
+                    .send((last, Some(Bytes::copy_from_slice(chunk))))
+                    .is_err()
+            {
+                return None; // the writer failed: this direction is over
             }
             if cut.is_some() {
-                control.note_cut();
+                control.note_cut(id);
                 return cut; // the writer sends what was let through, then the channel ends
             }
         }

@@ -13,17 +13,11 @@ use crate::record::{Observed, Record};
 /// How long after a node is killed its sockets' closing is put down to the kill.
 pub const FAULT_WINDOW: Duration = Duration::from_secs(10);
 
-/// How long after the fault proxy cut a connection a broken connection may be put down to
-/// the cut: a half-open one only fails at the client's ping deadline (45 s by default).
-pub const NETWORK_WINDOW: Duration = Duration::from_secs(60);
-
 /// Unparseable payloads and connections the backend closed.
 #[derive(Debug, Default)]
 pub struct Connections {
     /// Nodes killed by faults, and when.
     kills: Vec<(u32, Instant)>,
-    /// Cuts of the fault proxy not yet matched with a broken connection, oldest first.
-    cuts: std::collections::VecDeque<Instant>,
 }
 
 impl Connections {
@@ -31,22 +25,6 @@ impl Connections {
         self.kills
             .iter()
             .any(|&(n, k)| n == node && k <= at && at <= k + FAULT_WINDOW)
-    }
-
-    /// Takes the oldest cut of the proxy that can explain a connection found broken at
-    /// `at`: each cut explains one broken connection within [`NETWORK_WINDOW`] (either side,
-    /// for a cut noted a little after the bot saw it).
-    fn cut_explains(&mut self, at: Instant) -> bool {
-        while self.cuts.front().is_some_and(|c| *c + NETWORK_WINDOW < at) {
-            self.cuts.pop_front();
-        }
-        match self.cuts.front() {
-            Some(c) if at + NETWORK_WINDOW >= *c => {
-                self.cuts.pop_front();
-                true
-            }
-            _ => false,
-        }
     }
 }
 
@@ -76,17 +54,12 @@ impl Check for Connections {
                 killed: Some(node),
                 at,
             } => self.kills.push((*node, *at)),
-            Record::NetworkCut { at } => {
-                cx.tally.count(Counter::NetworkCuts, 1);
-                self.cuts.push_back(*at);
-            }
-            Record::Closed {
-                socket, at, broken, ..
-            } => {
+            Record::NetworkCut { .. } => cx.tally.count(Counter::NetworkCuts, 1),
+            Record::Closed { socket, at, .. } => {
                 if let Some(s) = cx.registry.get(*socket)
                     && s.closed_by_server
                 {
-                    if self.killed(s.node, *at) || (broken.is_some() && self.cut_explains(*at)) {
+                    if self.killed(s.node, *at) || s.silent_since.is_some() {
                         cx.tally.count(Counter::DisconnectedByFault, 1);
                         return;
                     }

@@ -103,9 +103,11 @@ fn cut_within(s: &SocketInfo, t: std::time::Instant, grace: std::time::Duration)
     s.closed_by_server && s.leaving.is_some_and(|l| l >= t && l < t + grace)
 }
 
-/// True when `s`'s transport broke and nothing reached it after a point before `t + grace`:
-/// a connection reset, cut mid-frame or silent past its ping deadline, which the bot finds
-/// out only later, did not carry what came after it went quiet.
+/// True when the fault proxy broke `s`'s transport and nothing reached it after a point
+/// before `t + grace`, though the bot found out only after `t`: a connection reset, cut
+/// mid-frame or held half-open did not carry what came after it went quiet.
 fn silent(s: &SocketInfo, t: std::time::Instant, grace: std::time::Duration) -> bool {
-    s.closed_by_server && s.silent_since.is_some_and(|q| q < t + grace)
+    s.closed_by_server
+        && s.silent_since.is_some_and(|q| q < t + grace)
+        && s.leaving.is_some_and(|l| l >= t)
 }
