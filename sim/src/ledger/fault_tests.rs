@@ -15,6 +15,24 @@ impl World {
             broken: None,
         });
     }
+
+    /// `socket`'s transport breaks: the bot finds out at `ms`, having last heard from the
+    /// server at `heard_ms`.
+    fn broke(&mut self, socket: SocketKey, heard_ms: u64, ms: u64) {
+        let (heard, at) = (self.at(heard_ms), self.at(ms));
+        self.ledger.apply(Record::Closed {
+            socket,
+            at,
+            unexpected: true,
+            broken: Some(heard),
+        });
+    }
+
+    /// The fault proxy notes a cut at `ms`.
+    fn proxy_cut(&mut self, ms: u64) {
+        let at = self.at(ms);
+        self.ledger.apply(Record::NetworkCut { at });
+    }
 }
 
 #[test]
@@ -88,18 +106,11 @@ fn sockets_of_a_killed_node_are_disconnected_by_the_fault_others_unexpectedly() 
 #[test]
 fn connections_the_fault_proxy_cut_are_faults_one_for_one() {
     let mut w = World::new();
-    let at = w.at(100);
-    w.ledger.apply(Record::NetworkCut { at });
+    w.proxy_cut(100);
     // one cut explains one broken connection, not a second, and never a clean close
-    for (socket, ms, broken) in [(OP_B, 150, true), (V2, 160, true), (V1, 170, false)] {
-        let at = w.at(ms);
-        w.ledger.apply(Record::Closed {
-            socket,
-            at,
-            unexpected: true,
-            broken: broken.then_some(at),
-        });
-    }
+    w.broke(OP_B, 150, 150);
+    w.broke(V2, 160, 160);
+    w.cut(V1, 170);
     let c = w.finish();
     assert_eq!(c["disconnected.fault"], 1, "{c:?}");
     assert_eq!(c["disconnected.unexpected"], 2, "{c:?}");
@@ -108,16 +119,8 @@ fn connections_the_fault_proxy_cut_are_faults_one_for_one() {
 #[test]
 fn a_connection_dated_when_last_heard_is_explained_by_a_later_cut() {
     let mut w = World::new();
-    let at = w.at(5_000);
-    w.ledger.apply(Record::NetworkCut { at });
-    let heard = w.at(1_000); // last heard 4 s before the cut, found dead after it
-    let at = w.at(6_000);
-    w.ledger.apply(Record::Closed {
-        socket: OP_B,
-        at,
-        unexpected: true,
-        broken: Some(heard),
-    });
+    w.proxy_cut(5_000);
+    w.broke(OP_B, 1_000, 6_000); // last heard 4 s before the cut, found dead after it
     let c = w.finish();
     assert_eq!(c["disconnected.fault"], 1, "{c:?}");
 }
@@ -125,15 +128,8 @@ fn a_connection_dated_when_last_heard_is_explained_by_a_later_cut() {
 #[test]
 fn a_cut_too_long_before_explains_nothing() {
     let mut w = World::new();
-    let at = w.at(1);
-    w.ledger.apply(Record::NetworkCut { at });
-    let at = w.at(1 + 61_000);
-    w.ledger.apply(Record::Closed {
-        socket: OP_B,
-        at,
-        unexpected: true,
-        broken: Some(at),
-    });
+    w.proxy_cut(1);
+    w.broke(OP_B, 61_001, 61_001);
     let c = w.finish();
     assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
 }
@@ -145,17 +141,9 @@ fn a_broken_connection_excuses_what_it_missed_only_when_the_proxy_cut_it() {
         w.send_to_v1(1, 1_000); // OP_B is owed the broadcast
         w.got_to_client(V1, 1, 1_001);
         if cut {
-            let at = w.at(1_500);
-            w.ledger.apply(Record::NetworkCut { at });
+            w.proxy_cut(1_500);
         }
-        // OP_B last heard at 0.5 s, found broken at 2 s
-        let (heard, at) = (w.at(500), w.at(2_000));
-        w.ledger.apply(Record::Closed {
-            socket: OP_B,
-            at,
-            unexpected: true,
-            broken: Some(heard),
-        });
+        w.broke(OP_B, 500, 2_000); // last heard at 0.5 s, found broken at 2 s
         let c = w.finish();
         if cut {
             assert_eq!((c["lost"], c["lost.disconnected"]), (0, 1), "{c:?}");
