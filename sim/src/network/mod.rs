@@ -51,7 +51,6 @@ pub struct Control {
     /// Where cuts are noted; taken away at the end so the ledger's channel can close.
     records: Mutex<Option<mpsc::UnboundedSender<Record>>>,
     seed: u64,
-    cuts: AtomicU64,
 }
 
 impl Control {
@@ -64,7 +63,6 @@ impl Control {
             noted: Mutex::default(),
             records: Mutex::new(Some(records)),
             seed,
-            cuts: AtomicU64::new(0),
         };
         for t in toxics {
             c.add(*t, Duration::ZERO);
@@ -97,11 +95,6 @@ impl Control {
         lock(&self.outage_until).is_some_and(|u| Instant::now() < u)
     }
 
-    /// Connections cut so far.
-    pub fn cuts(&self) -> u64 {
-        self.cuts.load(Ordering::Relaxed)
-    }
-
     /// Notes a cut for the ledger (before it happens), then makes it.
     fn cut(&self, conn: u64, how: Cut) {
         self.note_cut(conn);
@@ -115,7 +108,6 @@ impl Control {
         if !lock(&self.noted).insert(conn) {
             return;
         }
-        self.cuts.fetch_add(1, Ordering::Relaxed);
         if let Some(records) = &*lock(&self.records) {
             let _ = records.send(Record::NetworkCut {
                 at: std::time::Instant::now(),

@@ -78,29 +78,6 @@ pub enum ToxicKind {
     },
 }
 
-impl ToxicKind {
-    /// Toxiproxy's name of the type.
-    pub fn name(self) -> &'static str {
-        match self {
-            ToxicKind::Latency { .. } => "latency",
-            ToxicKind::Bandwidth { .. } => "bandwidth",
-            ToxicKind::Slicer { .. } => "slicer",
-            ToxicKind::LimitData { .. } => "limit_data",
-            ToxicKind::ResetPeer { .. } => "reset_peer",
-            ToxicKind::Timeout { .. } => "timeout",
-            ToxicKind::SlowClose { .. } => "slow_close",
-        }
-    }
-
-    /// True for toxics that end connections.
-    pub fn cuts(self) -> bool {
-        matches!(
-            self,
-            ToxicKind::LimitData { .. } | ToxicKind::ResetPeer { .. } | ToxicKind::Timeout { .. }
-        )
-    }
-}
-
 /// One toxic.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Toxic {
