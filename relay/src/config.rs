@@ -78,6 +78,10 @@ pub struct Config {
     #[arg(long, env = "REDIS_STREAM_BUFFER", default_value_t = crate::cluster::DEFAULT_STREAM_BUFFER,
           value_parser = parse_buffer)]
     pub redis_stream_buffer: usize,
+    /// Tokio worker threads (unset: one per core). Every delivery wakes the socket's
+    /// writer; with one worker those wake-ups stay on one thread.
+    #[arg(long, env = "RELAY_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: Option<u16>,
     /// Clock for rate limits (tests use a manual one).
     #[arg(skip)]
     pub clock: Clock,
@@ -106,6 +110,18 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The runtime these settings ask for: `worker_threads` workers, or one per core.
+    ///
+    /// # Errors
+    /// The runtime could not be built.
+    pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if let Some(n) = self.worker_threads {
+            b.worker_threads(usize::from(n));
+        }
+        b.enable_all().build()
+    }
+
     /// Defaults with the given JWT secret, for embedding the relay (tests, the simulator).
     pub fn with_secret(secret: impl Into<String>) -> Self {
         Self {
@@ -123,6 +139,7 @@ impl Config {
             redis_url: None,
             redis_prefix: "relay".to_owned(),
             redis_stream_buffer: crate::cluster::DEFAULT_STREAM_BUFFER,
+            worker_threads: None,
             clock: Clock::System,
         }
     }

@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let config = Config::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match config.runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

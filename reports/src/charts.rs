@@ -19,6 +19,8 @@ pub enum XAxis {
     Seconds,
     /// Percentiles on a `log10(1/(1-p))` scale: 0, 90, 99, 99.9, ...
     Percentile,
+    /// Offered load, linear from zero; points joined in x order.
+    Load,
 }
 
 /// Line colours, in series order (colour-blind safe).
@@ -58,7 +60,7 @@ fn legend_layout(series: &[Series]) -> (Vec<(f64, f64)>, f64) {
 
 fn x_of(axis: XAxis, x: f64) -> f64 {
     match axis {
-        XAxis::Seconds => x,
+        XAxis::Seconds | XAxis::Load => x,
         XAxis::Percentile => (1.0 / (1.0 - x.min(0.999_999_9))).log10(),
     }
 }
@@ -86,7 +88,7 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
             .fold(f64::MAX, f64::min)
             .min(x_max - 1.0)
             .max(0.0),
-        XAxis::Percentile => 0.0,
+        XAxis::Percentile | XAxis::Load => 0.0,
     };
     let y_max = nice_ceiling(all.iter().map(|p| p.1).fold(0.0, f64::max));
     let (legend, top) = legend_layout(series);
@@ -142,6 +144,14 @@ pub fn line_chart(id: &str, title: &str, y_label: &str, axis: XAxis, series: &[S
                 t += step;
             }
             v
+        }
+        XAxis::Load => {
+            let step = nice_ceiling(x_max / 6.0);
+            (0..)
+                .map(|n| f64::from(n) * step)
+                .take_while(|t| *t <= x_max + 1e-9)
+                .map(|t| (t, short(t)))
+                .collect()
         }
     };
     for (x, label) in ticks {

@@ -5,6 +5,7 @@
 //! `reports` never depends on `sim`: it only knows the result.
 
 pub mod attacks;
+pub mod capacity;
 pub mod charts;
 pub mod compare;
 pub mod counters;

@@ -102,6 +102,21 @@ pub struct TargetSample {
     pub presence: Option<f64>,
     /// `relay_emit_dropped_total`.
     pub emit_dropped: Option<f64>,
+    /// CPU seconds the target has used: `process_cpu_seconds_total`, or `/proc` when it
+    /// is a local process that offers no `/metrics`.
+    #[serde(default)]
+    pub cpu_s: Option<f64>,
+    /// CPU seconds the simulator's bot thread has used (its whole process when the relay
+    /// runs inside it).
+    #[serde(default)]
+    pub sim_cpu_s: Option<f64>,
+    /// Busy CPU seconds of the whole machine, all cores.
+    #[serde(default)]
+    pub machine_busy_s: Option<f64>,
+    /// CPU of the target's busiest thread since the previous sample, in cores (a local
+    /// target process only).
+    #[serde(default)]
+    pub hottest_thread: Option<f64>,
 }
 
 /// The tolerances a run judged with, derived from what it observed of the target's speed:

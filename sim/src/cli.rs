@@ -49,6 +49,9 @@ pub enum Command {
         /// Multiply every group's bot count, e.g. 10 (rounded, at least 1 per group).
         #[arg(long, value_name = "FACTOR")]
         scale: Option<f64>,
+        /// Multiply every group's message rate, e.g. 0.5 (bursts come that much more often).
+        #[arg(long, value_name = "FACTOR")]
+        rate: Option<f64>,
         /// No live progress display.
         #[arg(long)]
         no_progress: bool,
@@ -92,6 +95,39 @@ pub enum Command {
         /// Output file (default: report.html beside the result).
         #[arg(short, long)]
         output: Option<PathBuf>,
+    },
+    /// Find the knee: the highest load that meets every objective, by range finding and
+    /// binary search with short trials, then one full-length trial at the knee.
+    Capacity {
+        /// Scenario file (its `[capacity]` section says what to vary).
+        scenario: PathBuf,
+        /// An objective every step must meet, e.g. 'fanout.p99_ms<=50' (repeatable; adds to
+        /// the file's `capacity.slo`).
+        #[arg(long = "slo", value_name = "METRIC<=LIMIT", value_parser = crate::scenario::parse_slo)]
+        slos: Vec<crate::scenario::Threshold>,
+        /// Wall time the whole search may take, e.g. 15m (default: the file's, else 15m).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        budget: Option<Duration>,
+        /// Backend URL including the Socket.IO path (repeatable); replaces the scenario's target.
+        #[arg(long = "target", value_name = "URL")]
+        targets: Vec<String>,
+        /// Output folder (default: out/<scenario name>/capacity).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Random seed (default: the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// No live progress display.
+        #[arg(long)]
+        no_progress: bool,
+    },
+    /// Runs the reference relay for `[target] process = true`: prints `listening on ADDR`,
+    /// serves until stdin closes.
+    #[command(hide = true)]
+    Relay {
+        /// The relay's settings, as the `relay` binary takes them.
+        #[command(flatten)]
+        config: relay::Config,
     },
     /// List the adversary's attacks: name, family, and what counts as a success.
     Attacks,

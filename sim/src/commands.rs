@@ -10,16 +10,9 @@ use crate::scenario::{self, Overrides, Plan, Target};
 
 /// `sim run`.
 pub fn run(opts: RunOptions) -> ExitCode {
-    let plan = match scenario::load(&opts.scenario, &opts.overrides) {
+    let (plan, runtime) = match prepare(&opts.scenario, &opts.overrides) {
         Ok(p) => p,
-        Err(e) => return fail(&e),
-    };
-    let runtime = match runtime_for(&plan) {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let outcome = runtime.block_on(run_plan(plan, opts));
     runtime.shutdown_background();
@@ -38,6 +31,17 @@ pub fn run(opts: RunOptions) -> ExitCode {
     }
 }
 
+/// The scenario resolved and the runtime it runs on; exit 2 (said) when either fails.
+fn prepare(
+    scenario: &Path,
+    overrides: &Overrides,
+) -> Result<(Plan, tokio::runtime::Runtime), ExitCode> {
+    let plan = scenario::load(scenario, overrides).map_err(|e| fail(&e))?;
+    let runtime =
+        runtime_for(&plan).map_err(|e| fail(&format!("cannot start the async runtime: {e}")))?;
+    Ok((plan, runtime))
+}
+
 /// Against an external target the bots and the ledger run on one thread (the pacer has its
 /// own): at these rates cross-thread wake-ups cost more than the work. The embedded relay
 /// gets every core.
@@ -49,6 +53,42 @@ fn runtime_for(plan: &Plan) -> std::io::Result<tokio::runtime::Runtime> {
             .build()
     } else {
         tokio::runtime::Runtime::new()
+    }
+}
+
+/// `sim capacity`: exit 0 when some load held, 1 when none did or the search was
+/// interrupted, 2 when it could not run.
+pub fn capacity(opts: crate::capacity::CapacityOptions) -> ExitCode {
+    let (plan, runtime) = match prepare(&opts.scenario, &opts.overrides) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let outcome = runtime.block_on(crate::capacity::capacity(plan, opts));
+    runtime.shutdown_background();
+    match outcome {
+        Ok(o) => {
+            print!("{}", crate::capacity::summary(&o.result));
+            println!("\nresult: {}", o.result_path.display());
+            println!("report: {}", o.report_path.display());
+            if o.result.verdict.knee.is_some() && !o.result.interrupted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `sim relay`: the reference relay as a child process of a run.
+pub fn relay(config: relay::Config) -> ExitCode {
+    let runtime = match config.runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    match runtime.block_on(crate::relay_process::serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&format!("{e:#}")),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod adversary;
 pub mod bots;
+pub mod capacity;
 pub mod cli;
 pub mod commands;
 pub mod ledger;
@@ -10,8 +11,10 @@ pub mod metrics;
 pub mod network;
 pub mod pacer;
 pub mod phases;
+pub mod procfs;
 pub mod progress;
 pub mod record;
+pub mod relay_process;
 pub mod result;
 pub mod run;
 pub mod scenario;

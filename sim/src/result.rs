@@ -99,14 +99,10 @@ pub fn build(
                 .collect(),
         },
         target: TargetInfo {
-            kind: match &plan.target {
-                Target::Embedded { relays: 1 } => "embedded".to_owned(),
-                Target::Embedded { relays } => format!("embedded cluster of {relays} relays"),
-                Target::External { .. } => "external".to_owned(),
-            },
+            kind: target_kind(&plan.target),
             urls: match &plan.target {
                 Target::External { urls, .. } => urls.clone(),
-                Target::Embedded { .. } => Vec::new(),
+                Target::Embedded { .. } | Target::Process => Vec::new(),
             },
             relay_version: cx.embedded.then(|| env!("CARGO_PKG_VERSION").to_owned()),
         },
@@ -114,9 +110,9 @@ pub fn build(
             sim_version: env!("CARGO_PKG_VERSION").to_owned(),
             cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
             os: std::env::consts::OS.to_owned(),
-            started_at: humantime::format_rfc3339_seconds(cx.started).to_string(),
+            started_at: rfc3339(cx.started),
             wall_s: cx.wall.as_secs_f64(),
-            sim_cpu_s: own_cpu_seconds(),
+            sim_cpu_s: crate::procfs::own_cpu(),
             sim_peak_rss_kib: own_peak_rss_kib(),
             pacer: Some(cx.pacer.clone()),
         },
@@ -144,12 +140,19 @@ pub fn build(
     result
 }
 
-/// CPU seconds this process used, from `/proc/self/stat` (Linux; `None` elsewhere).
-fn own_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    Some(ticks as f64 / 100.0) // USER_HZ
+/// How a result names its target's kind.
+pub fn target_kind(target: &Target) -> String {
+    match target {
+        Target::Embedded { relays: 1 } => "embedded".to_owned(),
+        Target::Embedded { relays } => format!("embedded cluster of {relays} relays"),
+        Target::External { .. } => "external".to_owned(),
+        Target::Process => "relay process".to_owned(),
+    }
+}
+
+/// An instant as RFC 3339, to the second.
+pub fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Peak RSS of this process, from `/proc/self/status` (Linux; `None` elsewhere).

@@ -389,7 +389,8 @@ fn bot_specs(plan: &Plan, start: tokio::time::Instant, shard: Shard) -> Vec<BotS
     specs
 }
 
-fn sanitize_file_name(name: &str) -> String {
+/// `name` with everything but letters, digits, `-` and `_` replaced, for a folder name.
+pub fn sanitize_file_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '-' || c == '_' {

@@ -20,6 +20,8 @@ enum Embedded {
         oneshot::Sender<()>,
         tokio::task::JoinHandle<Result<(), relay::ServeError>>,
     ),
+    /// The relay as a child process.
+    Process(Box<crate::relay_process::RelayProcess>),
     /// Relay nodes on their own threads, and the Redis they share (when this process
     /// started it); faults reach them through the same handle.
     Cluster(Arc<Mutex<ClusterParts>>),
@@ -172,7 +174,16 @@ impl Running {
                 })
                 .await;
             }
+            Some(Embedded::Process(p)) => p.stop().await,
             None => {}
+        }
+    }
+
+    /// The process id of a relay started as a child process.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.embedded {
+            Some(Embedded::Process(p)) => p.pid(),
+            _ => None,
         }
     }
 }
@@ -205,6 +216,21 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
                 endpoints: vec![Endpoint::new(addr, relay::config::DEFAULT_PATH)],
                 secret,
                 embedded: Some(Embedded::Single(tx, handle)),
+            })
+        }
+        Target::Process => {
+            let secret = random_secret();
+            let config = relay_config(plan, &secret);
+            let process = crate::relay_process::RelayProcess::start(&config)
+                .await
+                .map_err(|reason| RunError::Unreachable {
+                    url: "relay process".into(),
+                    reason,
+                })?;
+            Ok(Running {
+                endpoints: vec![Endpoint::new(process.addr, relay::config::DEFAULT_PATH)],
+                secret,
+                embedded: Some(Embedded::Process(Box::new(process))),
             })
         }
         Target::External { urls, jwt_secret } => {

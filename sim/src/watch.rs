@@ -1,6 +1,7 @@
 //! Watching the target while it is under load: its `/metrics` scraped every few seconds
-//! (parsed with `prometheus-parse`), summed over its nodes; the memory slope after warm-up
-//! and the presence it still counts once everyone has left.
+//! (parsed with `prometheus-parse`), summed over its nodes, its CPU from `/proc` when it is
+//! local and says nothing itself, beside the simulator's own CPU and the machine's; the
+//! memory slope after warm-up and the presence it still counts once everyone has left.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,7 +12,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 /// Time between scrapes.
-pub const EVERY: Duration = Duration::from_secs(2);
+pub const EVERY: Duration = Duration::from_secs(1);
 
 /// How long after the bots left the target gets to count them gone.
 const SETTLE: Duration = Duration::from_secs(5);
@@ -22,6 +23,78 @@ struct Figures {
     rss_bytes: Option<f64>,
     presence: Option<f64>,
     emit_dropped: Option<f64>,
+    cpu_s: Option<f64>,
+}
+
+/// Whose CPU a sample reads besides the target's `/metrics`.
+#[derive(Debug, Clone, Default)]
+struct CpuSources {
+    /// Local target processes (listening on a node's port) other than this one.
+    target_pids: Vec<u32>,
+    /// The thread the bots run on, when they have one to themselves.
+    bot_thread: Option<u32>,
+    /// Each target thread's CPU seconds at the previous sample, and when.
+    threads: Option<(Instant, std::collections::HashMap<u32, f64>)>,
+}
+
+impl CpuSources {
+    fn find(nodes: &[SocketAddr], bot_thread: Option<u32>) -> Self {
+        let me = std::process::id();
+        let mut target_pids: Vec<u32> = nodes
+            .iter()
+            .filter_map(|a| crate::procfs::listening_pid(*a))
+            .filter(|p| *p != me)
+            .collect();
+        target_pids.sort_unstable();
+        target_pids.dedup();
+        Self {
+            target_pids,
+            bot_thread,
+            threads: None,
+        }
+    }
+
+    /// CPU of the target's busiest thread since the previous call, in cores: a
+    /// single-threaded target (an event loop) is used up at one core, whatever the machine
+    /// has.
+    fn hottest_thread(&mut self) -> Option<f64> {
+        if self.target_pids.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let cpus: std::collections::HashMap<u32, f64> = self
+            .target_pids
+            .iter()
+            .flat_map(|p| crate::procfs::threads_cpu(*p))
+            .collect();
+        let hottest = self.threads.as_ref().and_then(|(then, before)| {
+            let dt = now.duration_since(*then).as_secs_f64();
+            (dt > 0.1).then(|| {
+                cpus.iter()
+                    .filter_map(|(t, c)| Some((c - before.get(t)?) / dt))
+                    .fold(0.0, f64::max)
+            })
+        });
+        self.threads = Some((now, cpus));
+        hottest
+    }
+
+    fn target_cpu(&self) -> Option<f64> {
+        if self.target_pids.is_empty() {
+            return None;
+        }
+        self.target_pids
+            .iter()
+            .map(|p| crate::procfs::process_cpu(*p))
+            .sum()
+    }
+
+    fn sim_cpu(&self) -> Option<f64> {
+        match self.bot_thread {
+            Some(t) => crate::procfs::thread_cpu(t),
+            None => crate::procfs::own_cpu(),
+        }
+    }
 }
 
 /// A running watch.
@@ -33,21 +106,31 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    /// Scrapes `nodes` every [`EVERY`] from now on; times count from `start`.
+    /// Scrapes `nodes` every [`EVERY`] from now on; times count from `start`. Called on
+    /// the bots' runtime: on a current-thread runtime, this thread is the bots' own.
     pub fn start(nodes: Vec<SocketAddr>, start: Instant) -> Self {
         let samples: Arc<Mutex<Vec<TargetSample>>> = Arc::default();
+        let bot_thread = (tokio::runtime::Handle::current().runtime_flavor()
+            == tokio::runtime::RuntimeFlavor::CurrentThread)
+            .then(crate::procfs::this_thread)
+            .flatten();
         let task = {
             let (samples, nodes) = (samples.clone(), nodes.clone());
             tokio::spawn(async move {
+                let mut sources = {
+                    let nodes = nodes.clone();
+                    tokio::task::spawn_blocking(move || CpuSources::find(&nodes, bot_thread))
+                        .await
+                        .unwrap_or_default()
+                };
                 let mut tick = tokio::time::interval(EVERY);
                 loop {
                     tick.tick().await;
-                    if let Some(f) = scrape_all(&nodes).await {
-                        samples
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push(sample(start, f));
-                    }
+                    let f = scrape_all(&nodes).await;
+                    samples
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(sample(start, f.unwrap_or_default(), &mut sources));
                 }
             })
         };
@@ -75,7 +158,7 @@ impl Watcher {
         let mut samples =
             std::mem::take(&mut *self.samples.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(f) = last {
-            samples.push(sample(self.start, f));
+            samples.push(sample(self.start, f, &mut CpuSources::default()));
         }
         if samples.is_empty() {
             return None;
@@ -88,12 +171,16 @@ impl Watcher {
     }
 }
 
-fn sample(start: Instant, f: Figures) -> TargetSample {
+fn sample(start: Instant, f: Figures, cpu: &mut CpuSources) -> TargetSample {
     TargetSample {
         t_s: start.elapsed().as_secs_f64(),
         rss_mib: f.rss_bytes.map(|b| b / (1024.0 * 1024.0)),
         presence: f.presence,
         emit_dropped: f.emit_dropped,
+        cpu_s: f.cpu_s.or_else(|| cpu.target_cpu()),
+        sim_cpu_s: cpu.sim_cpu(),
+        machine_busy_s: crate::procfs::machine_busy(),
+        hottest_thread: cpu.hottest_thread(),
     }
 }
 
@@ -133,6 +220,7 @@ async fn scrape_all(nodes: &[SocketAddr]) -> Option<Figures> {
         t.rss_bytes = add(t.rss_bytes, f.rss_bytes);
         t.presence = add(t.presence, f.presence);
         t.emit_dropped = add(t.emit_dropped, f.emit_dropped);
+        t.cpu_s = add(t.cpu_s, f.cpu_s);
     }
     total
 }
@@ -205,6 +293,7 @@ fn figures(text: &str) -> Figures {
         rss_bytes: value("process_resident_memory_bytes"),
         presence,
         emit_dropped: value("relay_emit_dropped_total"),
+        cpu_s: value("process_cpu_seconds_total"),
     }
 }
 
@@ -236,6 +325,10 @@ mod tests {
             rss_mib: Some(mib),
             presence: None,
             emit_dropped: None,
+            cpu_s: None,
+            sim_cpu_s: None,
+            machine_busy_s: None,
+            hottest_thread: None,
         };
         // 1 MiB per minute after 60 s, a jump during warm-up ignored
         let samples = [

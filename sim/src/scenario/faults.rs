@@ -63,7 +63,7 @@ impl Resolver<'_> {
     ) -> Result<Vec<Fault>, ScenarioError> {
         let relays = match target {
             Target::Embedded { relays } => Some(*relays),
-            Target::External { .. } => None,
+            Target::External { .. } | Target::Process => None,
         };
         let mut faults = Vec::with_capacity(raw.len());
         for (i, f) in raw.into_iter().enumerate() {

@@ -5,6 +5,7 @@
 //! inline table such as `bots = [{…}]` points at the right line too).
 
 mod adversary;
+mod capacity;
 mod faults;
 mod locate;
 mod network;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use adversary::{ATTACKS_SUCCEEDED, Adversary};
+pub use capacity::{Capacity, DEFAULT_BUDGET, Vary, parse_slo};
 pub use network::{Stream, Toxic, ToxicKind};
 pub use wire::Transport;
 
@@ -168,6 +170,9 @@ pub enum Target {
         /// Relay nodes; bots spread over them in turn.
         relays: u32,
     },
+    /// The reference relay as a child process of its own (`[target] process = true`): its
+    /// own open-file limit, and CPU and memory that are its alone.
+    Process,
     /// A running backend.
     External {
         /// Socket.IO URLs including the path, e.g. `http://127.0.0.1:3001/chat`.
@@ -236,6 +241,8 @@ pub struct Plan {
     pub faults: Vec<Fault>,
     /// Toxics of the fault proxy for the whole run (`[network]`).
     pub network: Vec<Toxic>,
+    /// How `sim capacity` steps the load (`[capacity]`).
+    pub capacity: Option<Capacity>,
 }
 
 impl Plan {
@@ -380,6 +387,8 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     /// `--scale`: multiplies every group's bot count.
     pub scale: Option<f64>,
+    /// `--rate`: multiplies every group's message rate (bursts come that much more often).
+    pub rate: Option<f64>,
     /// The JWT secret for an external target, over the file's and the environment's
     /// (for embedding the simulator, e.g. in tests; the command line reads the environment).
     pub jwt_secret: Option<String>,
@@ -402,7 +411,17 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Plan, ScenarioError> {
 /// # Errors
 /// [`ScenarioError`] naming the file, line, column and field.
 pub fn parse(path: &Path, source: &str, overrides: &Overrides) -> Result<Plan, ScenarioError> {
-    resolve::resolve(path, source, overrides)
+    let mut plan = resolve::resolve(path, source, overrides)?;
+    match overrides.rate {
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= 1000.0) => {
+            return Err(ScenarioError::Override(format!(
+                "--rate {r}: needs 0 < rate <= 1000"
+            )));
+        }
+        Some(r) => plan.scale_rate(r),
+        None => {}
+    }
+    Ok(plan)
 }
 
 /// Reads just the name and description of a scenario, for `sim list`.

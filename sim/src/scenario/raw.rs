@@ -31,6 +31,8 @@ pub(super) struct RawScenario {
     pub faults: Vec<Spanned<RawFault>>,
     #[serde(default)]
     pub network: Option<Spanned<RawNetwork>>,
+    #[serde(default)]
+    pub capacity: Option<Spanned<super::capacity::RawCapacity>>,
 }
 
 /// `[network]`: toxics every connection of the run passes through.
@@ -134,6 +136,8 @@ pub(super) struct RawTarget {
     pub jwt_secret_env: Option<Spanned<String>>,
     #[serde(default)]
     pub relays: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub process: Option<Spanned<bool>>,
 }
 
 /// `[relay]`.

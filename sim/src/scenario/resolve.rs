@@ -156,6 +156,7 @@ impl Resolver<'_> {
         let reconnect = self.reconnect(raw.reconnect)?;
         let faults = self.faults(raw.faults, &target, duration)?;
         let network = self.network(raw.network)?;
+        let capacity = self.capacity(raw.capacity, duration)?;
         Ok(Plan {
             file: self.path.to_owned(),
             name: meta.name.into_inner(),
@@ -172,6 +173,7 @@ impl Resolver<'_> {
             reconnect,
             faults,
             network,
+            capacity,
         })
     }
 
@@ -215,6 +217,19 @@ impl Resolver<'_> {
                     "starts embedded relays, so it cannot be combined with target.url(s)",
                 ));
             }
+        }
+        if let Some(p) = raw.as_ref().and_then(|t| t.process.as_ref())
+            && *p.get_ref()
+            && flags.is_empty()
+        {
+            if !urls.is_empty() || relays.is_some_and(|n| *n.get_ref() > 1) {
+                return Err(self.err(
+                    p.span(),
+                    "target.process",
+                    "starts one relay process, so it cannot be combined with target.url(s) or relays",
+                ));
+            }
+            return Ok(Target::Process);
         }
         if urls.is_empty() {
             return Ok(Target::Embedded {

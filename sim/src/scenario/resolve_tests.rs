@@ -86,6 +86,7 @@ fn overrides_are_resolved_once_flag_over_file() {
         seed: Some(99),
         duration: Some(Duration::from_secs(1)),
         scale: Some(2.5),
+        rate: None,
         targets: vec!["http://127.0.0.1:9/chat".into()],
         jwt_secret: Some("s3cret".into()),
     };
@@ -108,6 +109,19 @@ fn overrides_are_resolved_once_flag_over_file() {
         ..Overrides::default()
     };
     assert!(resolve(Path::new("s.toml"), GOOD, &bad).is_err());
+    // --rate multiplies every group's message rate
+    let base =
+        crate::scenario::parse(Path::new("s.toml"), GOOD, &Overrides::default()).expect("valid");
+    let rate = |r: f64| Overrides {
+        rate: Some(r),
+        ..Overrides::default()
+    };
+    let fast = crate::scenario::parse(Path::new("s.toml"), GOOD, &rate(3.0)).expect("valid");
+    for (a, b) in base.groups.iter().zip(&fast.groups) {
+        assert!((b.messages_per_minute - 3.0 * a.messages_per_minute).abs() < 1e-9);
+    }
+    let e = crate::scenario::parse(Path::new("s.toml"), GOOD, &rate(-1.0)).expect_err("bad");
+    assert!(e.to_string().starts_with("--rate"), "{e}");
 }
 
 #[test]

@@ -13,6 +13,8 @@
 //   SOCKET_PATH                   Socket.IO path (/chat)
 //   SOCKET_HOST                   listen address (unset: every interface, IPv4 and IPv6)
 //   WEAKNESSES                    deliberate weaknesses to turn on (unset: none), see below
+//   WORK_US_PER_MESSAGE           CPU to burn on every chat message, µs (0): a slow backend
+//                                 whose one event loop saturates near 1e6 / this messages/s
 //
 // WEAKNESSES exists so that the simulator's adversary can be proven to catch each weakness
 // (sim/tests/security.rs); unset or empty, this is the correct server and nothing below
@@ -48,6 +50,13 @@ import { Server } from "socket.io";
 
 // ---------------------------------------------------------------- configuration
 
+// WORK_US_PER_MESSAGE: the server's cost per message, spent on its one thread
+function burn() {
+  if (WORK_US <= 0) return;
+  const until = process.hrtime.bigint() + BigInt(WORK_US) * 1000n;
+  while (process.hrtime.bigint() < until);
+}
+
 function fail(message) {
   process.stderr.write(`chat-server: ${message}\n`);
   process.exit(2);
@@ -72,6 +81,7 @@ const TYPING_RATE_LIMIT = envInt("TYPING_RATE_LIMIT_PER_MINUTE", 600);
 const MAX_PAYLOAD_BYTES = envInt("MAX_PAYLOAD_BYTES", 1_000_000);
 const MAX_IMAGE_BYTES = envInt("MAX_IMAGE_BYTES", 1_000_000);
 const PATH = process.env.SOCKET_PATH || "/chat";
+const WORK_US = envInt("WORK_US_PER_MESSAGE", 0);
 const HOST = process.env.SOCKET_HOST || undefined;
 
 // The deliberate weaknesses turned on, by name (see the header): empty for the correct server.
@@ -641,6 +651,7 @@ io.on("connection", (socket) => {
   }
 
   function operatorMessage(data) {
+    burn();
     const req = object(data);
     const to = field(req, "to", "string", true);
     const body = messageBody(req);
@@ -680,6 +691,7 @@ io.on("connection", (socket) => {
   }
 
   function clientMessage(data) {
+    burn();
     const content = validateContent(messageBody(object(data)));
     const id = messageId();
     const incoming = { from: sid, type: content.type };

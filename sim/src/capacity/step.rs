@@ -1,0 +1,280 @@
+//! One load step judged: what the trial achieved against what it offered, the resources it
+//! used while every bot was in, whether the generator, the target or the machine ran out,
+//! and which resource limits the first load that failed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use reports::capacity::{CapacityStep, StepLatency};
+use reports::model::{Counter, RunResult, TargetSample, Violation};
+
+use crate::scenario::{Plan, Target};
+
+/// Share of a core (or of the machine) from which a resource counts as used up.
+const SATURATED: f64 = 0.9;
+
+/// Share of one core from which a target's busiest thread counts as used up: one event
+/// loop queues hard well before it is busy all the time.
+const THREAD_SATURATED: f64 = 0.8;
+
+/// Send lag p99 above which the generator is behind its schedule, ms (the ledger's "late").
+const LAG_BEHIND_MS: f64 = 10.0;
+
+/// Share of the offered rate a step must send.
+const ACHIEVED: f64 = 0.95;
+
+/// What a step was, before its verdict: the stage, the load and the plan it ran.
+pub struct Trial<'a> {
+    /// `range`, `bisect` or `confirm`.
+    pub stage: &'static str,
+    /// Multiple of the scenario's load.
+    pub load: f64,
+    /// The plan at that load.
+    pub plan: &'a Plan,
+    /// Wall time of the trial.
+    pub wall: Duration,
+}
+
+/// Sent and delivered per second, and resources in cores, over `[from, to)` seconds.
+struct Window {
+    sent: f64,
+    delivered: f64,
+    target_cpu: Option<f64>,
+    sim_cpu: Option<f64>,
+    machine: Option<f64>,
+    hottest_thread: Option<f64>,
+}
+
+fn window(r: &RunResult, from: f64, to: f64) -> Window {
+    let span = (to - from).max(1.0);
+    let sum = |f: fn(&reports::model::SecondSample) -> u64| {
+        r.timeseries
+            .iter()
+            .filter(|s| f64::from(s.t) >= from && f64::from(s.t) < to)
+            .map(f)
+            .sum::<u64>() as f64
+            / span
+    };
+    let samples: Vec<&TargetSample> = r
+        .target_watch
+        .iter()
+        .flat_map(|w| &w.samples)
+        .filter(|s| s.t_s >= from - 0.5 && s.t_s <= to + 0.5)
+        .collect();
+    let rate = |f: fn(&TargetSample) -> Option<f64>| {
+        let points: Vec<(f64, f64)> = samples
+            .iter()
+            .filter_map(|s| Some((s.t_s, f(s)?)))
+            .collect();
+        let (first, last) = (points.first()?, points.last()?);
+        (last.0 - first.0 >= 1.0).then(|| (last.1 - first.1) / (last.0 - first.0))
+    };
+    Window {
+        sent: sum(|s| s.sent),
+        delivered: sum(|s| s.delivered),
+        target_cpu: rate(|s| s.cpu_s),
+        sim_cpu: rate(|s| s.sim_cpu_s),
+        machine: rate(|s| s.machine_busy_s),
+        hottest_thread: {
+            let v: Vec<f64> = samples.iter().filter_map(|s| s.hottest_thread).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        },
+    }
+}
+
+/// The machine's cores.
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+}
+
+/// Judges one trial: every threshold of its plan (the default gate and the SLOs), the rate
+/// it achieved, its connections, and what ran out.
+pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep {
+    let plan = t.plan;
+    // from a second after the last bot arrived (its join takes a moment) to sending's end
+    let to = plan.duration.max(plan.ramp()).as_secs_f64();
+    let from = (plan.ramp().as_secs_f64() + 1.0).min(to - 1.0).max(0.0);
+    let w = window(r, from, to);
+    let offered = plan.offered_msgs_per_s();
+    let embedded = matches!(plan.target, Target::Embedded { .. });
+    let cores = cores();
+    let mut failures: Vec<String> = r
+        .thresholds
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| {
+            let op = if v.bound == "min" { ">=" } else { "<=" };
+            match v.value {
+                Some(x) => format!(
+                    "{} = {} (needs {op} {})",
+                    v.metric,
+                    short(x),
+                    short(v.limit)
+                ),
+                None => format!("{} not measured (needs {op} {})", v.metric, short(v.limit)),
+            }
+        })
+        .collect();
+    // Poisson noise: a short trial at a low rate may send a little less by chance
+    let expected = offered * (to - from);
+    let floor = ACHIEVED * expected - 3.0 * expected.sqrt();
+    if expected > 0.0 && w.sent * (to - from) < floor {
+        failures.push(format!(
+            "sent {:.0} messages/s of {:.0} offered ({:.0} %)",
+            w.sent,
+            offered,
+            100.0 * w.sent / offered
+        ));
+    }
+    if r.interrupted {
+        failures.push("interrupted".into());
+    }
+    let lag_p99 = r.send_lag.as_ref().map(|l| l.p99_ms);
+    let sim_cpu = w.sim_cpu;
+    let target_cpu = if embedded { None } else { w.target_cpu };
+    let machine = w.machine.map(|m| m / cores);
+    let mut saturated = None;
+    let generator_busy = !embedded && sim_cpu.is_some_and(|c| c >= SATURATED);
+    let behind = lag_p99.is_some_and(|l| l > LAG_BEHIND_MS);
+    if generator_busy || behind {
+        let mut why = Vec::new();
+        if let Some(c) = sim_cpu.filter(|_| generator_busy) {
+            why.push(format!("its bot thread at {:.0} % of a core", c * 100.0));
+        }
+        if let Some(l) = lag_p99.filter(|_| behind) {
+            why.push(format!("send lag p99 {l:.1} ms"));
+        }
+        saturated = Some(format!("generator ({})", why.join(", ")));
+        failures.push("the generator saturated: this step measures the simulator".into());
+    } else if let Some(c) = target_cpu.filter(|c| *c >= SATURATED * cores) {
+        saturated = Some(format!("target CPU ({c:.2} of {cores:.0} cores)"));
+    } else if let Some(h) = w
+        .hottest_thread
+        .filter(|h| !embedded && *h >= THREAD_SATURATED)
+    {
+        saturated = Some(format!(
+            "target CPU (its busiest thread at {:.0} % of a core{})",
+            h * 100.0,
+            target_cpu.map_or(String::new(), |c| format!(", {c:.2} cores in all"))
+        ));
+    } else if let Some(m) = machine.filter(|m| *m >= SATURATED) {
+        saturated = Some(format!(
+            "machine CPU ({:.0} % of {cores:.0} cores; target {}, simulator {})",
+            m * 100.0,
+            target_cpu.map_or("?".into(), |c| format!("{c:.2} cores")),
+            sim_cpu.map_or("?".into(), |c| format!("{c:.2} cores")),
+        ));
+    }
+    let count = |name: &str| r.counters.get(name).copied().unwrap_or(0);
+    CapacityStep {
+        stage: t.stage.to_owned(),
+        load: t.load,
+        bots: plan.peak_sockets(),
+        offered_msgs_per_s: offered,
+        achieved_msgs_per_s: w.sent,
+        deliveries_per_s: w.delivered,
+        duration_s: plan.duration.as_secs_f64(),
+        wall_s: t.wall.as_secs_f64(),
+        latency: r
+            .paths
+            .iter()
+            .filter(|(_, p)| p.intended.count > 0)
+            .map(|(name, p)| {
+                (
+                    name.clone(),
+                    StepLatency {
+                        p50_ms: p.intended.p50_ms,
+                        p99_ms: p.intended.p99_ms,
+                    },
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+        send_lag_p99_ms: lag_p99,
+        sim_cpu_cores: sim_cpu,
+        target_cpu_cores: target_cpu,
+        machine_cpu: machine,
+        violations: count(Counter::Violations.name()),
+        connect_failed: count(Counter::ConnectFailed.name()),
+        passed: failures.is_empty(),
+        failures,
+        saturated,
+        result: result_path,
+    }
+}
+
+/// A step that could not run at all (e.g. the target stopped answering).
+pub fn could_not_run(t: &Trial<'_>, why: String) -> CapacityStep {
+    CapacityStep {
+        stage: t.stage.to_owned(),
+        load: t.load,
+        bots: t.plan.peak_sockets(),
+        offered_msgs_per_s: t.plan.offered_msgs_per_s(),
+        achieved_msgs_per_s: 0.0,
+        deliveries_per_s: 0.0,
+        duration_s: t.plan.duration.as_secs_f64(),
+        wall_s: t.wall.as_secs_f64(),
+        latency: BTreeMap::new(),
+        send_lag_p99_ms: None,
+        sim_cpu_cores: None,
+        target_cpu_cores: None,
+        machine_cpu: None,
+        violations: 0,
+        connect_failed: 0,
+        passed: false,
+        failures: vec![why],
+        saturated: None,
+        result: String::new(),
+    }
+}
+
+/// In words: the resource that limited the first failing step, and whether it was the
+/// generator.
+pub fn limit(failing: &CapacityStep) -> (String, bool) {
+    if let Some(s) = &failing.saturated {
+        if s.starts_with("generator") {
+            return (
+                format!(
+                    "the generator, not the target: {s}. The target may carry more; split the \
+                     load over processes or machines with `sim run --shard k/n`"
+                ),
+                true,
+            );
+        }
+        return (
+            format!("{s}, while: {}", failing.failures.join("; ")),
+            false,
+        );
+    }
+    let broke = Violation::ALL.iter().any(|v| {
+        failing
+            .failures
+            .iter()
+            .any(|f| f.starts_with(&format!("{} ", v.name())))
+    });
+    let what = if broke {
+        "correctness under load"
+    } else if failing.connect_failed > 0 {
+        "connections"
+    } else if failing.failures.iter().any(|f| f.starts_with("sent ")) {
+        "throughput"
+    } else {
+        "latency, with CPU to spare"
+    };
+    let cpu = match (failing.target_cpu_cores, failing.machine_cpu) {
+        (Some(t), Some(m)) => format!(" (target {t:.2} cores, machine {:.0} % busy)", m * 100.0),
+        (None, Some(m)) => format!(" (machine {:.0} % busy)", m * 100.0),
+        _ => String::new(),
+    };
+    (
+        format!("{what}: {}{cpu}", failing.failures.join("; ")),
+        false,
+    )
+}
+
+fn short(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
