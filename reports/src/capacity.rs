@@ -73,8 +73,11 @@ pub struct CapacityStep {
     pub achieved_msgs_per_s: f64,
     /// Deliveries per second the bots received once every bot was in.
     pub deliveries_per_s: f64,
-    /// Sending phase, seconds.
+    /// Sending phase, seconds (the ramp included).
     pub duration_s: f64,
+    /// The longest ramp-up of any group, seconds: figures count from a second after it.
+    #[serde(default)]
+    pub ramp_s: f64,
     /// Wall time of the trial, connecting and closing included, seconds.
     pub wall_s: f64,
     /// p50 and p99 per latency path (from the intended send time), ms.
@@ -355,6 +358,7 @@ mod tests {
             achieved_msgs_per_s: load * 10.0,
             deliveries_per_s: load * 200.0,
             duration_s: 10.0,
+            ramp_s: 1.0,
             wall_s: 20.0,
             latency: BTreeMap::from([(
                 "fanout".to_owned(),

@@ -65,6 +65,7 @@ drain = "1s"
 start = 1.0
 max = 4.0
 trial = "3s"
+ramp_up = "200ms"
 budget = "3m"
 "#
         ),

@@ -284,9 +284,15 @@ impl Searcher {
         load: f64,
         duration: Duration,
     ) -> Result<Option<bool>, RunError> {
-        let plan = self
+        let mut plan = self
             .plan
             .at_load(self.cap.vary, load, duration, &self.cap.slo);
+        if stage != "confirm" {
+            let ramp = self.trial_ramp();
+            for g in &mut plan.groups {
+                g.ramp_up = g.ramp_up.min(ramp);
+            }
+        }
         let n = self.steps.len() + 1;
         let dir = self.out.join(format!("step-{n:02}-{stage}-{load:.3}x"));
         println!(
@@ -369,9 +375,10 @@ impl Searcher {
             best(&|s| s.passed, true)
         };
         let knee_load = knee.map(|i| self.steps[i].load);
-        // the lowest failure above the knee (a failure below it was overturned)
+        // the lowest failure above the knee (a failure below it was overturned); a knee no
+        // full-length trial confirmed may have failed its confirmation at its own load
         let first_failure = best(
-            &|s| !s.passed && knee_load.is_none_or(|k| s.load > k),
+            &|s| !s.passed && knee_load.is_none_or(|k| s.load > k || (!confirmed && s.load >= k)),
             false,
         );
         let (limit, generator_limited) = match first_failure.map(|i| &self.steps[i]) {

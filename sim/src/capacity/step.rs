@@ -174,6 +174,7 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
         achieved_msgs_per_s: w.sent,
         deliveries_per_s: w.delivered,
         duration_s: plan.duration.as_secs_f64(),
+        ramp_s: plan.ramp().as_secs_f64(),
         wall_s: t.wall.as_secs_f64(),
         latency: r
             .paths
@@ -212,6 +213,7 @@ pub fn could_not_run(t: &Trial<'_>, why: String) -> CapacityStep {
         achieved_msgs_per_s: 0.0,
         deliveries_per_s: 0.0,
         duration_s: t.plan.duration.as_secs_f64(),
+        ramp_s: t.plan.ramp().as_secs_f64(),
         wall_s: t.wall.as_secs_f64(),
         latency: BTreeMap::new(),
         send_lag_p99_ms: None,
