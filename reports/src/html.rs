@@ -252,20 +252,27 @@ fn charts(h: &mut String, r: &RunResult) {
                 .filter_map(|s| Some((s.t_s, f(s)?)))
                 .collect(),
         };
-        h.push_str(&line_chart(
-            "chart-target-memory",
-            "Target resident memory (its /metrics, all nodes)",
-            "MiB",
-            XAxis::Seconds,
-            &[line("resident memory", &|s| s.rss_mib)],
-        ));
-        h.push_str(&line_chart(
-            "chart-target-presence",
-            "Sockets the target counts (operator tabs + visitors)",
-            "sockets",
-            XAxis::Seconds,
-            &[line("presence", &|s| s.presence)],
-        ));
+        // a target without /metrics has no memory or presence to draw
+        let memory = line("resident memory", &|s| s.rss_mib);
+        if !memory.points.is_empty() {
+            h.push_str(&line_chart(
+                "chart-target-memory",
+                "Target resident memory (its /metrics, all nodes)",
+                "MiB",
+                XAxis::Seconds,
+                &[memory],
+            ));
+        }
+        let presence = line("presence", &|s| s.presence);
+        if !presence.points.is_empty() {
+            h.push_str(&line_chart(
+                "chart-target-presence",
+                "Sockets the target counts (operator tabs + visitors)",
+                "sockets",
+                XAxis::Seconds,
+                &[presence],
+            ));
+        }
     }
     h.push_str(&line_chart(
         "chart-sent",

@@ -77,8 +77,8 @@ pub struct AttackReport {
     pub examples: Vec<String>,
 }
 
-/// The target's own figures, scraped from its `/metrics` every few seconds and summed over
-/// its nodes.
+/// The target's own figures, scraped from its `/metrics` every second and summed over its
+/// nodes, with the CPU of the target, the simulator and the machine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TargetWatch {
     /// One entry per scrape.
@@ -91,7 +91,7 @@ pub struct TargetWatch {
     pub presence_after: Option<f64>,
 }
 
-/// One scrape of the target.
+/// One sample: a scrape of the target, and CPU counters read at the same time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TargetSample {
     /// Seconds since the run started.

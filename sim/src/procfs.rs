@@ -51,6 +51,16 @@ pub fn own_cpu() -> Option<f64> {
     stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
 }
 
+/// The machine's cores, as `/proc/stat` counts them (affinity and quotas aside).
+pub fn cores() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let n = text
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    (n > 0).then_some(n as f64)
+}
+
 /// Busy CPU seconds of the whole machine, all cores summed (everything but idle and
 /// I/O wait), from the first line of `/proc/stat`.
 pub fn machine_busy() -> Option<f64> {
@@ -134,6 +144,7 @@ mod tests {
             "{threads:?}"
         );
         assert!(machine_busy().is_some_and(|b| b > 0.0));
+        assert!(cores().is_some_and(|c| c >= 1.0));
         assert_eq!(
             busy_in("cpu  100 0 50 1000 7 3 2 1 0 0"),
             Some((100.0 + 50.0 + 3.0 + 2.0 + 1.0) / 100.0)

@@ -70,6 +70,8 @@ impl RelayProcess {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
+            // Ctrl-C is for the simulator, which drains its run before it stops the relay
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(n) = config.worker_threads {
             cmd.args(["--worker-threads", &n.to_string()]);
@@ -117,7 +119,7 @@ impl RelayProcess {
 }
 
 /// The child's side, `sim relay`: listens, prints `listening on ADDR`, serves until stdin
-/// closes (its parent stopped or died), Ctrl-C or SIGTERM.
+/// closes (its parent stopped or died).
 ///
 /// # Errors
 /// The relay could not listen or refused its configuration.
@@ -136,12 +138,6 @@ pub async fn serve(config: relay::Config) -> anyhow::Result<()> {
         let mut buf = [0u8; 64];
         while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
     };
-    let stop = async move {
-        tokio::select! {
-            () = parent_gone => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
-    relay::serve(listener, config, stop).await?;
+    relay::serve(listener, config, parent_gone).await?;
     Ok(())
 }

@@ -143,7 +143,8 @@ impl Watcher {
     }
 
     /// Stops scraping once the bots have left: waits (at most [`SETTLE`]) for the target to
-    /// count nobody, then sums up. `None` when the target never answered.
+    /// count nobody, then sums up. `None` when no sample was taken (a run shorter than one
+    /// interval); a target without `/metrics` leaves its figures `None` in each sample.
     pub async fn finish(self, warm_until_s: f64) -> Option<TargetWatch> {
         self.task.abort();
         let deadline = Instant::now() + SETTLE;
@@ -158,7 +159,10 @@ impl Watcher {
         let mut samples =
             std::mem::take(&mut *self.samples.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(f) = last {
-            samples.push(sample(self.start, f, &mut CpuSources::default()));
+            // the closing scrape: the target's own figures only
+            let mut last = sample(self.start, f, &mut CpuSources::default());
+            (last.sim_cpu_s, last.machine_busy_s) = (None, None);
+            samples.push(last);
         }
         if samples.is_empty() {
             return None;

@@ -56,6 +56,7 @@ const CONFIRMATIONS: usize = 3;
 
 /// What the search needs while it runs.
 struct Searcher {
+    started_wall: std::time::SystemTime,
     plan: Plan,
     cap: Capacity,
     opts: CapacityOptions,
@@ -96,8 +97,8 @@ pub async fn capacity(plan: Plan, opts: CapacityOptions) -> Result<CapacityOutco
             }
         })
     };
-    let started_wall = std::time::SystemTime::now();
     let mut s = Searcher {
+        started_wall: std::time::SystemTime::now(),
         notes: Vec::new(),
         cap,
         opts,
@@ -109,36 +110,10 @@ pub async fn capacity(plan: Plan, opts: CapacityOptions) -> Result<CapacityOutco
         plan,
     };
     s.bound();
-    let verdict = s.search().await?;
+    let confirmed = s.search().await?;
     listener.abort();
-    let result = CapacityResult {
-        scenario: s.plan.name.clone(),
-        description: s.plan.description.clone(),
-        file: s.plan.file.display().to_string(),
-        target: crate::result::target_kind(&s.plan.target),
-        vary: s.cap.vary.name().to_owned(),
-        slos: s.cap.slo.iter().map(slo_text).collect(),
-        started_at: crate::result::rfc3339(started_wall),
-        wall_s: s.started.elapsed().as_secs_f64(),
-        budget_s: s.cap.budget.as_secs_f64(),
-        interrupted: s.stop.load(Ordering::Acquire),
-        steps: s.steps,
-        verdict,
-    };
-    let write = |name: &str, text: String| {
-        let path = s.out.join(name);
-        std::fs::create_dir_all(&s.out)
-            .and_then(|()| std::fs::write(&path, text))
-            .map_err(|source| RunError::Output {
-                path: path.clone(),
-                source,
-            })
-            .map(|()| path)
-    };
-    let json = serde_json::to_string_pretty(&result)
-        .map_err(|e| RunError::Internal(format!("cannot write the capacity result: {e}")))?;
-    let result_path = write("capacity.json", json + "\n")?;
-    let report_path = write("capacity.html", reports::capacity::render(&result))?;
+    let result = s.result(confirmed, true);
+    let (result_path, report_path) = s.save(&result)?;
     Ok(CapacityOutcome {
         result,
         result_path,
@@ -156,6 +131,45 @@ fn slo_text(t: &Threshold) -> String {
 }
 
 impl Searcher {
+    /// What the search found so far; `last` adds the closing notes.
+    fn result(&self, confirmed: bool, last: bool) -> CapacityResult {
+        CapacityResult {
+            scenario: self.plan.name.clone(),
+            description: self.plan.description.clone(),
+            file: self.plan.file.display().to_string(),
+            target: crate::result::target_kind(&self.plan.target),
+            vary: self.cap.vary.name().to_owned(),
+            slos: self.cap.slo.iter().map(slo_text).collect(),
+            started_at: crate::result::rfc3339(self.started_wall),
+            wall_s: self.started.elapsed().as_secs_f64(),
+            budget_s: self.cap.budget.as_secs_f64(),
+            interrupted: self.stop.load(Ordering::Acquire),
+            steps: self.steps.clone(),
+            verdict: self.verdict(confirmed, last),
+        }
+    }
+
+    /// Writes `capacity.json` and `capacity.html`: after every step, so that even a
+    /// second Ctrl-C, which quits at once, leaves the steps done.
+    fn save(&self, result: &CapacityResult) -> Result<(PathBuf, PathBuf), RunError> {
+        let write = |name: &str, text: String| {
+            let path = self.out.join(name);
+            std::fs::create_dir_all(&self.out)
+                .and_then(|()| std::fs::write(&path, text))
+                .map_err(|source| RunError::Output {
+                    path: path.clone(),
+                    source,
+                })
+                .map(|()| path)
+        };
+        let json = serde_json::to_string_pretty(result)
+            .map_err(|e| RunError::Internal(format!("cannot write the capacity result: {e}")))?;
+        Ok((
+            write("capacity.json", json + "\n")?,
+            write("capacity.html", reports::capacity::render(result))?,
+        ))
+    }
+
     /// Narrows the highest load to what the scenario's rate limit and this process's
     /// open files allow, saying why.
     fn bound(&mut self) {
@@ -209,7 +223,8 @@ impl Searcher {
         self.trial_ramp() + self.cap.trial
     }
 
-    async fn search(&mut self) -> Result<CapacityVerdict, RunError> {
+    /// Searches, then confirms; whether a full-length trial confirmed the knee.
+    async fn search(&mut self) -> Result<bool, RunError> {
         let mut search = Search::new(
             self.cap.start,
             self.cap.min,
@@ -274,7 +289,7 @@ impl Searcher {
                 None => break,
             }
         }
-        Ok(self.verdict(confirmed))
+        Ok(confirmed)
     }
 
     /// Runs one trial at `load`; whether it held, `None` when interrupted.
@@ -311,12 +326,16 @@ impl Searcher {
         let began = Instant::now();
         let outcome = run_plan(plan.clone(), opts).await;
         let wall = began.elapsed();
-        self.overhead = wall.saturating_sub(duration);
+        if outcome.is_ok() {
+            self.overhead = wall.saturating_sub(duration);
+        }
         let trial = Trial {
             stage,
             load,
             plan: &plan,
             wall,
+            bot_thread: tokio::runtime::Handle::current().runtime_flavor()
+                == tokio::runtime::RuntimeFlavor::CurrentThread,
         };
         let step = match outcome {
             Ok(o) => {
@@ -329,10 +348,19 @@ impl Searcher {
             }
             // the first trial shows whether the search can run at all
             Err(e) if self.steps.is_empty() => return Err(e),
+            // a target gone or too many sockets is this load's failure; anything else ends
+            // the search, keeping what it found
             Err(e @ (RunError::Unreachable { .. } | RunError::TooManySockets(_))) => {
                 step::could_not_run(&trial, e.to_string())
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                self.notes
+                    .push(format!("the search stopped: step {n} could not run: {e}"));
+                self.stop.store(true, Ordering::Release);
+                self.steps.push(step::could_not_run(&trial, e.to_string()));
+                let _ = self.save(&self.result(false, false));
+                return Ok(None);
+            }
         };
         let verdict = if step.passed {
             "held".to_owned()
@@ -354,10 +382,13 @@ impl Searcher {
         );
         let held = step.passed;
         self.steps.push(step);
+        self.save(&self.result(false, false))?;
         Ok(Some(held))
     }
 
-    fn verdict(&mut self, confirmed: bool) -> CapacityVerdict {
+    /// The knee, the first failure and the limit from the steps so far.
+    fn verdict(&self, confirmed: bool, last: bool) -> CapacityVerdict {
+        let mut notes = self.notes.clone();
         let best = |pred: &dyn Fn(&CapacityStep) -> bool, highest: bool| {
             self.steps
                 .iter()
@@ -369,10 +400,17 @@ impl Searcher {
                 })
                 .map(|(i, _)| i)
         };
+        // a load that failed at full length is no knee, whatever its short trial said
+        let failed_confirm = self
+            .steps
+            .iter()
+            .filter(|s| s.stage == "confirm" && !s.passed)
+            .map(|s| s.load)
+            .fold(f64::INFINITY, f64::min);
         let knee = if confirmed {
             best(&|s| s.passed && s.stage == "confirm", true)
         } else {
-            best(&|s| s.passed, true)
+            best(&|s| s.passed && s.load < failed_confirm, true)
         };
         let knee_load = knee.map(|i| self.steps[i].load);
         // the lowest failure above the knee (a failure below it was overturned); a knee no
@@ -393,15 +431,16 @@ impl Searcher {
         };
         if let Some(k) = knee.map(|i| &self.steps[i])
             && k.saturated.is_some()
+            && last
         {
-            self.notes.push(format!(
+            notes.push(format!(
                 "at the knee, {} was already used up",
                 k.saturated.as_deref().unwrap_or_default()
             ));
         }
-        if knee.is_some() && !confirmed {
-            self.notes.push(
-                "the knee held in short trials only: a full-length trial did not confirm it".into(),
+        if knee.is_some() && !confirmed && last {
+            notes.push(
+                "the knee held in short trials only: no full-length trial confirmed it".into(),
             );
         }
         CapacityVerdict {
@@ -410,7 +449,7 @@ impl Searcher {
             first_failure,
             limit,
             generator_limited,
-            notes: std::mem::take(&mut self.notes),
+            notes,
         }
     }
 }

@@ -33,10 +33,14 @@ pub struct Trial<'a> {
     pub plan: &'a Plan,
     /// Wall time of the trial.
     pub wall: Duration,
+    /// The bots had a thread to themselves, whose CPU the samples hold.
+    pub bot_thread: bool,
 }
 
 /// Sent and delivered per second, and resources in cores, over `[from, to)` seconds.
 struct Window {
+    /// Seconds counted.
+    span: f64,
     sent: f64,
     delivered: f64,
     target_cpu: Option<f64>,
@@ -46,14 +50,13 @@ struct Window {
 }
 
 fn window(r: &RunResult, from: f64, to: f64) -> Window {
-    let span = (to - from).max(1.0);
+    // second `t` covers [t - 1, t): count the seconds wholly inside the window
+    let inside = |s: &&reports::model::SecondSample| {
+        f64::from(s.t) - 1.0 >= from.floor() && f64::from(s.t) <= to
+    };
+    let span = r.timeseries.iter().filter(inside).count().max(1) as f64;
     let sum = |f: fn(&reports::model::SecondSample) -> u64| {
-        r.timeseries
-            .iter()
-            .filter(|s| f64::from(s.t) >= from && f64::from(s.t) < to)
-            .map(f)
-            .sum::<u64>() as f64
-            / span
+        r.timeseries.iter().filter(inside).map(f).sum::<u64>() as f64 / span
     };
     let samples: Vec<&TargetSample> = r
         .target_watch
@@ -70,6 +73,7 @@ fn window(r: &RunResult, from: f64, to: f64) -> Window {
         (last.0 - first.0 >= 1.0).then(|| (last.1 - first.1) / (last.0 - first.0))
     };
     Window {
+        span,
         sent: sum(|s| s.sent),
         delivered: sum(|s| s.delivered),
         target_cpu: rate(|s| s.cpu_s),
@@ -90,6 +94,7 @@ fn cores() -> f64 {
 /// Judges one trial: every threshold of its plan (the default gate and the SLOs), the rate
 /// it achieved, its connections, and what ran out.
 pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep {
+    let bot_thread = t.bot_thread;
     let plan = t.plan;
     // from a second after the last bot arrived (its join takes a moment) to sending's end
     let to = plan.duration.max(plan.ramp()).as_secs_f64();
@@ -97,7 +102,7 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
     let w = window(r, from, to);
     let offered = plan.offered_msgs_per_s();
     let embedded = matches!(plan.target, Target::Embedded { .. });
-    let cores = cores();
+    let cores = crate::procfs::cores().unwrap_or_else(cores);
     let mut failures: Vec<String> = r
         .thresholds
         .iter()
@@ -116,9 +121,9 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
         })
         .collect();
     // Poisson noise: a short trial at a low rate may send a little less by chance
-    let expected = offered * (to - from);
+    let expected = offered * w.span;
     let floor = ACHIEVED * expected - 3.0 * expected.sqrt();
-    if expected > 0.0 && w.sent * (to - from) < floor {
+    if expected > 0.0 && w.sent * w.span < floor {
         failures.push(format!(
             "sent {:.0} messages/s of {:.0} offered ({:.0} %)",
             w.sent,
@@ -134,8 +139,10 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
     let target_cpu = if embedded { None } else { w.target_cpu };
     let machine = w.machine.map(|m| m / cores);
     let mut saturated = None;
-    let generator_busy = !embedded && sim_cpu.is_some_and(|c| c >= SATURATED);
-    let behind = lag_p99.is_some_and(|l| l > LAG_BEHIND_MS);
+    let generator_busy = bot_thread && !embedded && sim_cpu.is_some_and(|c| c >= SATURATED);
+    // lag on a machine with no CPU to spare is the machine's, not the generator's
+    let behind =
+        lag_p99.is_some_and(|l| l > LAG_BEHIND_MS) && machine.is_none_or(|m| m < SATURATED);
     if generator_busy || behind {
         let mut why = Vec::new();
         if let Some(c) = sim_cpu.filter(|_| generator_busy) {
@@ -232,6 +239,12 @@ pub fn could_not_run(t: &Trial<'_>, why: String) -> CapacityStep {
 /// In words: the resource that limited the first failing step, and whether it was the
 /// generator.
 pub fn limit(failing: &CapacityStep) -> (String, bool) {
+    if failing.result.is_empty() {
+        return (
+            format!("the step could not run: {}", failing.failures.join("; ")),
+            false,
+        );
+    }
     if let Some(s) = &failing.saturated {
         if s.starts_with("generator") {
             return (

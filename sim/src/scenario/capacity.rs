@@ -280,7 +280,10 @@ impl Plan {
             }
         }
         p.thresholds.retain(|t| {
-            (t.implicit || is_correctness(&t.metric)) && !slo.iter().any(|s| s.metric == t.metric)
+            (t.implicit || is_correctness(&t.metric))
+                && !slo
+                    .iter()
+                    .any(|s| s.metric == t.metric && s.at_least == t.at_least)
         });
         p.thresholds.extend(slo.iter().cloned());
         p.faults.retain(|f| f.at < duration);
