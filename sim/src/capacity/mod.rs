@@ -67,6 +67,8 @@ struct Searcher {
     /// Measured time outside sending, per trial.
     overhead: Duration,
     stop: Arc<AtomicBool>,
+    /// A step could not run for a reason of the tool's own: the search ends there.
+    halted: bool,
 }
 
 /// Runs the search and writes `capacity.json` and `capacity.html`.
@@ -107,6 +109,7 @@ pub async fn capacity(plan: Plan, opts: CapacityOptions) -> Result<CapacityOutco
         started: Instant::now(),
         overhead: FIRST_OVERHEAD + plan.drain + plan.ramp(),
         stop,
+        halted: false,
         plan,
     };
     s.bound();
@@ -236,7 +239,7 @@ impl Searcher {
             .confirm
             .max(self.plan.ramp() + Duration::from_secs(1));
         while let Some(load) = search.next() {
-            if self.stop.load(Ordering::Acquire) {
+            if self.halted || self.stop.load(Ordering::Acquire) {
                 break;
             }
             let needed = self.estimate(self.trial_length()) + self.estimate(confirm);
@@ -263,7 +266,7 @@ impl Searcher {
         let mut candidate = search.held();
         for _ in 0..CONFIRMATIONS {
             let Some(load) = candidate else { break };
-            if self.stop.load(Ordering::Acquire) {
+            if self.halted || self.stop.load(Ordering::Acquire) {
                 break;
             }
             if self.started.elapsed() + self.estimate(confirm) > self.cap.budget {
@@ -353,11 +356,11 @@ impl Searcher {
             Err(e @ (RunError::Unreachable { .. } | RunError::TooManySockets(_))) => {
                 step::could_not_run(&trial, e.to_string())
             }
+            // the tool's own failure says nothing of the load: noted, no step
             Err(e) => {
                 self.notes
                     .push(format!("the search stopped: step {n} could not run: {e}"));
-                self.stop.store(true, Ordering::Release);
-                self.steps.push(step::could_not_run(&trial, e.to_string()));
+                self.halted = true;
                 let _ = self.save(&self.result(false, false));
                 return Ok(None);
             }

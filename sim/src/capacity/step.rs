@@ -52,7 +52,7 @@ struct Window {
 fn window(r: &RunResult, from: f64, to: f64) -> Window {
     // second `t` covers [t - 1, t): count the seconds wholly inside the window
     let inside = |s: &&reports::model::SecondSample| {
-        f64::from(s.t) - 1.0 >= from.floor() && f64::from(s.t) <= to
+        f64::from(s.t) - 1.0 >= from.ceil() && f64::from(s.t) <= to
     };
     let span = r.timeseries.iter().filter(inside).count().max(1) as f64;
     let sum = |f: fn(&reports::model::SecondSample) -> u64| {
@@ -102,7 +102,9 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
     let w = window(r, from, to);
     let offered = plan.offered_msgs_per_s();
     let embedded = matches!(plan.target, Target::Embedded { .. });
-    let cores = crate::procfs::cores().unwrap_or_else(cores);
+    // the machine's busy time is host-wide; a target is bounded by the cores it may use
+    let machine_cores = crate::procfs::cores().unwrap_or_else(cores);
+    let cores = cores();
     let mut failures: Vec<String> = r
         .thresholds
         .iter()
@@ -137,12 +139,18 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
     let lag_p99 = r.send_lag.as_ref().map(|l| l.p99_ms);
     let sim_cpu = w.sim_cpu;
     let target_cpu = if embedded { None } else { w.target_cpu };
-    let machine = w.machine.map(|m| m / cores);
+    let machine = w.machine.map(|m| m / machine_cores);
     let mut saturated = None;
     let generator_busy = bot_thread && !embedded && sim_cpu.is_some_and(|c| c >= SATURATED);
+    let lagging = lag_p99.filter(|l| *l > LAG_BEHIND_MS);
     // lag on a machine with no CPU to spare is the machine's, not the generator's
-    let behind =
-        lag_p99.is_some_and(|l| l > LAG_BEHIND_MS) && machine.is_none_or(|m| m < SATURATED);
+    let machine_full = machine.is_some_and(|m| m >= SATURATED);
+    let behind = lagging.is_some() && !machine_full;
+    if let (Some(l), true) = (lagging, machine_full) {
+        failures.push(format!(
+            "the machine saturated: send lag p99 {l:.1} ms, this step measures the machine"
+        ));
+    }
     if generator_busy || behind {
         let mut why = Vec::new();
         if let Some(c) = sim_cpu.filter(|_| generator_busy) {
@@ -166,7 +174,7 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
         ));
     } else if let Some(m) = machine.filter(|m| *m >= SATURATED) {
         saturated = Some(format!(
-            "machine CPU ({:.0} % of {cores:.0} cores; target {}, simulator {})",
+            "machine CPU ({:.0} % of {machine_cores:.0} cores; target {}, simulator {})",
             m * 100.0,
             target_cpu.map_or("?".into(), |c| format!("{c:.2} cores")),
             sim_cpu.map_or("?".into(), |c| format!("{c:.2} cores")),
