@@ -29,6 +29,15 @@ pub struct Sample {
     pub open_fds: Option<i64>,
 }
 
+/// User + system CPU seconds in the text of a `/proc/<pid>/stat` (or a task's) file.
+pub fn stat_cpu_seconds(text: &str) -> Option<f64> {
+    let (_, rest) = text.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = f.get(11)?.parse().ok()?;
+    let stime: f64 = f.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
 impl Sample {
     /// Reads it.
     pub fn now() -> Self {
@@ -41,12 +50,7 @@ impl Sample {
                 .and_then(|v| v.parse::<i64>().ok())
         };
         let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-        let cpu_seconds = stat.rsplit_once(')').and_then(|(_, rest)| {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let utime: f64 = f.get(11)?.parse().ok()?;
-            let stime: f64 = f.get(12)?.parse().ok()?;
-            Some((utime + stime) / TICKS_PER_SECOND)
-        });
+        let cpu_seconds = stat_cpu_seconds(&stat);
         let open_fds = std::fs::read_dir("/proc/self/fd")
             .ok()
             .map(|d| i64::try_from(d.count()).unwrap_or(i64::MAX));

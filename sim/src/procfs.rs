@@ -6,14 +6,7 @@ use std::net::SocketAddr;
 /// Linux's `USER_HZ`: clock ticks per second in `/proc`.
 const TICKS_PER_SECOND: f64 = 100.0;
 
-/// User + system CPU seconds in a `stat` file's text (`/proc/<pid>/stat` or a task's).
-fn stat_cpu(text: &str) -> Option<f64> {
-    let (_, rest) = text.rsplit_once(')')?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = f.get(11)?.parse().ok()?;
-    let stime: f64 = f.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS_PER_SECOND)
-}
+use relay::process::stat_cpu_seconds as stat_cpu;
 
 /// CPU seconds process `pid` has used.
 pub fn process_cpu(pid: u32) -> Option<f64> {

@@ -101,11 +101,6 @@ impl RelayProcess {
         Ok(Self { child, addr })
     }
 
-    /// Its process id, to read its CPU from `/proc`.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
     /// Stops it: closes its stdin (it shuts down gracefully), kills it after 5 s.
     pub async fn stop(mut self) {
         drop(self.child.stdin.take());

@@ -178,14 +178,6 @@ impl Running {
             None => {}
         }
     }
-
-    /// The process id of a relay started as a child process.
-    pub fn pid(&self) -> Option<u32> {
-        match &self.embedded {
-            Some(Embedded::Process(p)) => p.pid(),
-            _ => None,
-        }
-    }
 }
 
 /// Starts the embedded relay with the plan's limits, or checks that every external URL

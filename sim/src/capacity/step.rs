@@ -86,8 +86,8 @@ fn window(r: &RunResult, from: f64, to: f64) -> Window {
     }
 }
 
-/// The machine's cores.
-fn cores() -> f64 {
+/// The cores this process may use (affinity and quotas counted).
+fn usable_cores() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
@@ -103,8 +103,8 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
     let offered = plan.offered_msgs_per_s();
     let embedded = matches!(plan.target, Target::Embedded { .. });
     // the machine's busy time is host-wide; a target is bounded by the cores it may use
-    let machine_cores = crate::procfs::cores().unwrap_or_else(cores);
-    let cores = cores();
+    let machine_cores = crate::procfs::cores().unwrap_or_else(usable_cores);
+    let cores = usable_cores();
     let mut failures: Vec<String> = r
         .thresholds
         .iter()
@@ -299,5 +299,71 @@ fn short(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failing(failures: &[&str], saturated: Option<&str>) -> CapacityStep {
+        CapacityStep {
+            stage: "bisect".into(),
+            load: 2.0,
+            bots: 10,
+            offered_msgs_per_s: 100.0,
+            achieved_msgs_per_s: 90.0,
+            deliveries_per_s: 1800.0,
+            duration_s: 10.0,
+            ramp_s: 1.0,
+            wall_s: 15.0,
+            latency: BTreeMap::new(),
+            send_lag_p99_ms: Some(0.1),
+            sim_cpu_cores: Some(0.5),
+            target_cpu_cores: Some(0.7),
+            machine_cpu: Some(0.6),
+            violations: 0,
+            connect_failed: 0,
+            passed: false,
+            failures: failures.iter().map(|f| (*f).to_owned()).collect(),
+            saturated: saturated.map(str::to_owned),
+            result: "step/result.json".into(),
+        }
+    }
+
+    #[test]
+    fn the_limit_names_the_generator_and_suggests_shards() {
+        let (text, generator) = limit(&failing(
+            &["the generator saturated: this step measures the simulator"],
+            Some("generator (its bot thread at 95 % of a core)"),
+        ));
+        assert!(generator);
+        assert!(
+            text.contains("not the target") && text.contains("--shard"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_limit_names_the_resource_or_what_broke() {
+        let (text, generator) = limit(&failing(
+            &["fanout.p99_ms = 60 (needs <= 50)"],
+            Some("machine CPU (95 % of 2 cores)"),
+        ));
+        assert!(!generator);
+        assert!(
+            text.starts_with("machine CPU") && text.contains("fanout.p99_ms"),
+            "{text}"
+        );
+        let (text, _) = limit(&failing(&["lost = 3 (needs <= 0)"], None));
+        assert!(text.starts_with("correctness under load"), "{text}");
+        let (text, _) = limit(&failing(&["fanout.p99_ms = 60 (needs <= 50)"], None));
+        assert!(
+            text.starts_with("latency, with CPU to spare") && text.contains("machine 60 %"),
+            "{text}"
+        );
+        let mut gone = failing(&["target http://x is unreachable"], None);
+        gone.result.clear();
+        assert!(limit(&gone).0.starts_with("the step could not run"));
     }
 }
