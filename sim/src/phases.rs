@@ -60,6 +60,9 @@ impl Closing {
     }
 }
 
+/// Records the ledger takes from its channel at once.
+const BATCH: usize = 4096;
+
 /// The one owner of the ledger: applies records, settles due messages, samples each second
 /// and keeps the closing figures current. Ends when every record sender is gone.
 pub async fn aggregate(
@@ -75,16 +78,36 @@ pub async fn aggregate(
     // a backlog must not bunch several seconds' samples together
     second.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut quick = tokio::time::interval(Duration::from_millis(100));
+    let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
-            r = rx.recv() => match r {
-                Some(Record::Mark(n)) => {
-                    closing.publish(&ledger);
-                    closing.mark.store(n, Ordering::Release);
+            // everything waiting, in one turn: 10,000 bot tasks each push records in theirs,
+            // and a ledger taking a few per turn would let them pile up in memory
+            n = rx.recv_many(&mut batch, BATCH) => {
+                if n == 0 {
+                    break;
                 }
-                Some(record) => ledger.apply(record),
-                None => break,
-            },
+                loop {
+                    for record in batch.drain(..) {
+                        match record {
+                            Record::Mark(n) => {
+                                closing.publish(&ledger);
+                                closing.mark.store(n, Ordering::Release);
+                            }
+                            record => ledger.apply(record),
+                        }
+                    }
+                    while batch.len() < BATCH {
+                        match rx.try_recv() {
+                            Ok(record) => batch.push(record),
+                            Err(_) => break,
+                        }
+                    }
+                    if batch.is_empty() {
+                        break;
+                    }
+                }
+            }
             _ = second.tick() => {
                 ledger.settle_due_now();
                 series.push(sample(&mut ledger, series.len()));
