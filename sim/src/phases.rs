@@ -63,6 +63,10 @@ impl Closing {
 /// Records the ledger takes from its channel at once.
 const BATCH: usize = 4096;
 
+/// The most records the ledger applies in one turn: on a runtime of several threads bots
+/// keep pushing while it applies, and its clock ticks must still come.
+const TURN: usize = 16 * BATCH;
+
 /// The one owner of the ledger: applies records, settles due messages, samples each second
 /// and keeps the closing figures current. Ends when every record sender is gone.
 pub async fn aggregate(
@@ -87,7 +91,9 @@ pub async fn aggregate(
                 if n == 0 {
                     break;
                 }
+                let mut applied = 0;
                 loop {
+                    applied += batch.len();
                     for record in batch.drain(..) {
                         match record {
                             Record::Mark(n) => {
@@ -97,7 +103,7 @@ pub async fn aggregate(
                             record => ledger.apply(record),
                         }
                     }
-                    while batch.len() < BATCH {
+                    while batch.len() < BATCH && applied < TURN {
                         match rx.try_recv() {
                             Ok(record) => batch.push(record),
                             Err(_) => break,
