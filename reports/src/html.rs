@@ -253,25 +253,28 @@ fn charts(h: &mut String, r: &RunResult) {
                 .collect(),
         };
         // a target without /metrics has no memory or presence to draw
-        let memory = line("resident memory", &|s| s.rss_mib);
-        if !memory.points.is_empty() {
-            h.push_str(&line_chart(
+        type Pick = fn(&crate::model::TargetSample) -> Option<f64>;
+        let charts: [(&str, &str, &str, &str, Pick); 2] = [
+            (
                 "chart-target-memory",
                 "Target resident memory (its /metrics, all nodes)",
                 "MiB",
-                XAxis::Seconds,
-                &[memory],
-            ));
-        }
-        let presence = line("presence", &|s| s.presence);
-        if !presence.points.is_empty() {
-            h.push_str(&line_chart(
+                "resident memory",
+                |s| s.rss_mib,
+            ),
+            (
                 "chart-target-presence",
                 "Sockets the target counts (operator tabs + visitors)",
                 "sockets",
-                XAxis::Seconds,
-                &[presence],
-            ));
+                "presence",
+                |s| s.presence,
+            ),
+        ];
+        for (id, title, unit, name, f) in charts {
+            let series = line(name, &f);
+            if !series.points.is_empty() {
+                h.push_str(&line_chart(id, title, unit, XAxis::Seconds, &[series]));
+            }
         }
     }
     h.push_str(&line_chart(

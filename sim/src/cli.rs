@@ -26,6 +26,20 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The flags `run` and `capacity` share.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Backend URL including the Socket.IO path (repeatable); replaces the scenario's target.
+    #[arg(long = "target", value_name = "URL")]
+    pub targets: Vec<String>,
+    /// Random seed (default: the scenario's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// No live progress display.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -34,15 +48,12 @@ pub enum Command {
     Run {
         /// Scenario file.
         scenario: PathBuf,
-        /// Backend URL including the Socket.IO path (repeatable); replaces the scenario's target.
-        #[arg(long = "target", value_name = "URL")]
-        targets: Vec<String>,
         /// Output folder for result.json (default: out/<scenario name>).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Random seed (default: the scenario's).
-        #[arg(long)]
-        seed: Option<u64>,
+        /// Target, seed and display.
+        #[command(flatten)]
+        common: Common,
         /// Sending phase length, e.g. 30s or 2m (default: the scenario's).
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
@@ -52,9 +63,6 @@ pub enum Command {
         /// Multiply every group's message rate, e.g. 0.5 (bursts come that much more often).
         #[arg(long, value_name = "FACTOR")]
         rate: Option<f64>,
-        /// No live progress display.
-        #[arg(long)]
-        no_progress: bool,
         /// Run shard k of n (e.g. 1/4): a disjoint share of every bot group, its own id space.
         #[arg(long, value_name = "K/N")]
         shard: Option<crate::run::Shard>,
@@ -108,18 +116,12 @@ pub enum Command {
         /// Wall time the whole search may take, e.g. 15m (default: the file's, else 15m).
         #[arg(long, value_parser = humantime::parse_duration)]
         budget: Option<Duration>,
-        /// Backend URL including the Socket.IO path (repeatable); replaces the scenario's target.
-        #[arg(long = "target", value_name = "URL")]
-        targets: Vec<String>,
         /// Output folder (default: out/<scenario name>/capacity).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Random seed (default: the scenario's).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// No live progress display.
-        #[arg(long)]
-        no_progress: bool,
+        /// Target, seed and display.
+        #[command(flatten)]
+        common: Common,
     },
     /// Runs the reference relay for `[target] process = true`: prints `listening on ADDR`,
     /// serves until stdin closes.

@@ -17,17 +17,25 @@ pub fn run(opts: RunOptions) -> ExitCode {
     let outcome = runtime.block_on(run_plan(plan, opts));
     runtime.shutdown_background();
     match outcome {
-        Ok(outcome) => {
-            print!("{}", crate::result::summary(&outcome.result));
-            println!("\nresult: {}", outcome.result_path.display());
-            println!("report: {}", outcome.report_path.display());
-            if outcome.result.passed {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+        Ok(o) => finish(
+            &crate::result::summary(&o.result),
+            &o.result_path,
+            &o.report_path,
+            o.result.passed,
+        ),
         Err(e) => fail(&e),
+    }
+}
+
+/// Prints a command's summary and where its files are; exit 0 when `held`, else 1.
+fn finish(summary: &str, result: &Path, report: &Path, held: bool) -> ExitCode {
+    print!("{summary}");
+    println!("\nresult: {}", result.display());
+    println!("report: {}", report.display());
+    if held {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -66,16 +74,12 @@ pub fn capacity(opts: crate::capacity::CapacityOptions) -> ExitCode {
     let outcome = runtime.block_on(crate::capacity::capacity(plan, opts));
     runtime.shutdown_background();
     match outcome {
-        Ok(o) => {
-            print!("{}", crate::capacity::summary(&o.result));
-            println!("\nresult: {}", o.result_path.display());
-            println!("report: {}", o.report_path.display());
-            if o.result.verdict.knee.is_some() && !o.result.interrupted {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
+        Ok(o) => finish(
+            &crate::capacity::summary(&o.result),
+            &o.result_path,
+            &o.report_path,
+            o.result.verdict.knee.is_some() && !o.result.interrupted,
+        ),
         Err(e) => fail(&e),
     }
 }

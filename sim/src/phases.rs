@@ -95,13 +95,7 @@ pub async fn aggregate(
                 loop {
                     applied += batch.len();
                     for record in batch.drain(..) {
-                        match record {
-                            Record::Mark(n) => {
-                                closing.publish(&ledger);
-                                closing.mark.store(n, Ordering::Release);
-                            }
-                            record => ledger.apply(record),
-                        }
+                        take(&mut ledger, &closing, record);
                     }
                     while batch.len() < BATCH && applied < TURN {
                         match rx.try_recv() {
@@ -125,6 +119,17 @@ pub async fn aggregate(
     ledger.finish();
     series.push(sample(&mut ledger, series.len()));
     (ledger, series)
+}
+
+/// Applies one record; the driver's mark also publishes the closing figures it waits on.
+fn take(ledger: &mut Ledger, closing: &Closing, record: Record) {
+    match record {
+        Record::Mark(n) => {
+            closing.publish(ledger);
+            closing.mark.store(n, Ordering::Release);
+        }
+        record => ledger.apply(record),
+    }
 }
 
 fn sample(ledger: &mut Ledger, t: usize) -> SecondSample {

@@ -87,28 +87,18 @@ impl Capacity {
 }
 
 /// `[capacity]` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub(super) struct RawCapacity {
-    #[serde(default)]
     vary: Option<Vary>,
-    #[serde(default)]
     start: Option<Spanned<f64>>,
-    #[serde(default)]
     min: Option<Spanned<f64>>,
-    #[serde(default)]
     max: Option<Spanned<f64>>,
-    #[serde(default)]
     trial: Option<Spanned<HumanDuration>>,
-    #[serde(default)]
     ramp_up: Option<HumanDuration>,
-    #[serde(default)]
     confirm: Option<Spanned<HumanDuration>>,
-    #[serde(default)]
     precision: Option<Spanned<f64>>,
-    #[serde(default)]
     slo: Vec<Spanned<String>>,
-    #[serde(default)]
     budget: Option<Spanned<HumanDuration>>,
 }
 
