@@ -1,10 +1,11 @@
 //! Reference relay for multi-operator support chat: a Socket.IO v4 server implementing
-//! `shared/PROTOCOL.md`, secure by default (JWT operators, scoped fan-out, rate limits,
+//! `docs/PROTOCOL.md`, secure by default (JWT operators, scoped fan-out, rate limits,
 //! sanitizing, size limits), with per-socket ordering and Prometheus metrics.
 //!
 //! Embed it with [`serve`]; the `relay` binary wraps it with flags and signals.
 
 pub mod auth;
+pub mod bounds;
 pub mod clock;
 pub mod cluster;
 pub mod config;

@@ -1,12 +1,9 @@
 //! One socket's session state: what it joined as, its budgets, and its handshake token.
 
-use std::time::Duration;
-
 use crate::auth::OperatorIdentity;
+use crate::bounds::RATE_WINDOW;
 use crate::config::Config;
 use crate::ratelimit::SlidingWindow;
-
-const MINUTE: Duration = Duration::from_secs(60);
 
 /// What a socket has joined as.
 #[derive(Debug, Clone)]
@@ -33,8 +30,8 @@ impl SessionState {
     pub fn new(config: &Config, handshake_token: Option<String>) -> Self {
         Self {
             role: Role::Unjoined,
-            messages: SlidingWindow::new(config.rate_limit_per_minute, MINUTE),
-            typing: SlidingWindow::new(config.typing_rate_limit_per_minute, MINUTE),
+            messages: SlidingWindow::new(config.rate_limit_per_minute, RATE_WINDOW),
+            typing: SlidingWindow::new(config.typing_rate_limit_per_minute, RATE_WINDOW),
             handshake_token,
         }
     }

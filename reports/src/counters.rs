@@ -19,6 +19,10 @@ pub enum Violation {
     Misattributed,
     /// Sent back to the socket that sent it.
     Echoed,
+    /// Arrived after the protocol's delivery bound, when its message had been judged.
+    DeliveryLate,
+    /// A request the protocol says must succeed was refused (an ack error or `relayError`).
+    Refused,
     /// Overtaken by a later message of the same sender.
     Reordered,
     /// Delivered with markup.
@@ -32,6 +36,8 @@ pub enum Violation {
     PresenceMissed,
     /// A presence event came twice.
     PresenceDuplicated,
+    /// A presence event came later than the protocol's bound after its cause.
+    PresenceLate,
     /// The operators list differs from who is online.
     PresenceListMismatch,
     /// An event's payload did not parse as the protocol says.
@@ -42,18 +48,21 @@ pub enum Violation {
 
 impl Violation {
     /// Every class, in report order.
-    pub const ALL: [Violation; 14] = [
+    pub const ALL: [Violation; 17] = [
         Violation::Lost,
         Violation::Duplicated,
         Violation::Leaked,
         Violation::Misattributed,
         Violation::Echoed,
+        Violation::DeliveryLate,
+        Violation::Refused,
         Violation::Reordered,
         Violation::Unsanitized,
         Violation::RateLimitWronglyDelivered,
         Violation::RateLimitWronglyRejected,
         Violation::PresenceMissed,
         Violation::PresenceDuplicated,
+        Violation::PresenceLate,
         Violation::PresenceListMismatch,
         Violation::Malformed,
         Violation::DisconnectedUnexpected,
@@ -67,12 +76,15 @@ impl Violation {
             Violation::Leaked => "leaked",
             Violation::Misattributed => "misattributed",
             Violation::Echoed => "echoed",
+            Violation::DeliveryLate => "delivery.late",
+            Violation::Refused => "refused",
             Violation::Reordered => "reordered",
             Violation::Unsanitized => "unsanitized",
             Violation::RateLimitWronglyDelivered => "rate_limit.wrongly_delivered",
             Violation::RateLimitWronglyRejected => "rate_limit.wrongly_rejected",
             Violation::PresenceMissed => "presence.missed",
             Violation::PresenceDuplicated => "presence.duplicated",
+            Violation::PresenceLate => "presence.late",
             Violation::PresenceListMismatch => "presence.list_mismatch",
             Violation::Malformed => "malformed",
             Violation::DisconnectedUnexpected => "disconnected.unexpected",
@@ -87,6 +99,8 @@ impl Violation {
             Violation::Leaked => "reached a socket that must not see it",
             Violation::Misattributed => "wrong sender, identity or event",
             Violation::Echoed => "sent back to its sender",
+            Violation::DeliveryLate => "arrived after the delivery bound (also counted lost then)",
+            Violation::Refused => "a valid request refused (ack error or relayError)",
             Violation::Reordered => "overtaken by a later message of its sender",
             Violation::Unsanitized => "markup delivered",
             Violation::RateLimitWronglyDelivered => "delivered over the rate limit",
@@ -95,6 +109,7 @@ impl Violation {
                 "newChat, chatEnded, operatorConnected or operatorDisconnected missing"
             }
             Violation::PresenceDuplicated => "presence announced twice",
+            Violation::PresenceLate => "presence announced after the protocol's bound",
             Violation::PresenceListMismatch => "operators list differs from who is online",
             Violation::Malformed => "payload did not parse",
             Violation::DisconnectedUnexpected => "the backend closed a connection",
@@ -149,11 +164,14 @@ pub enum Counter {
     /// Connections the simulator's fault proxy cut (reset, cut mid-frame, held half-open,
     /// outages).
     NetworkCuts,
+    /// Scheduled faults that could not be injected (a `command` that failed): the run did
+    /// not break what its scenario asked for.
+    FaultsFailed,
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 16] = [
         Counter::Sent,
         Counter::Delivered,
         Counter::ExpectedDeliveries,
@@ -169,6 +187,7 @@ impl Counter {
         Counter::LostDisconnected,
         Counter::DisconnectedByFault,
         Counter::NetworkCuts,
+        Counter::FaultsFailed,
     ];
 
     /// The counter's name in results and thresholds.
@@ -189,6 +208,7 @@ impl Counter {
             Counter::LostDisconnected => "lost.disconnected",
             Counter::DisconnectedByFault => "disconnected.fault",
             Counter::NetworkCuts => "network.cuts",
+            Counter::FaultsFailed => "faults.failed",
         }
     }
 }

@@ -307,6 +307,50 @@ fn charts(h: &mut String, r: &RunResult) {
     ));
 }
 
+/// The windows of "either answer is right" the run judged with: how wide each kind was over
+/// the run's seconds, against its bound, and a chart of them second by second.
+fn judging(h: &mut String, j: &crate::model::Judging) {
+    let _ = write!(
+        h,
+        r#"<div id="judging"><p>Judged with windows taken from what the run observed around each moment, never wider than the protocol's bounds; messages judged {:.0} s after they left (slowest delivery {:.1} ms, slowest presence event {:.1} ms).</p><table><tr><th>window</th><th>p50 (ms)</th><th>p90 (ms)</th><th>max (ms)</th><th>bound (ms)</th></tr>"#,
+        j.settle_after_s, j.slowest_message_ms, j.slowest_presence_ms
+    );
+    for (name, w) in [
+        ("delivery", &j.delivery_window),
+        ("presence", &j.presence_window),
+        ("rate-limit edge", &j.rate_window),
+    ] {
+        let _ = write!(
+            h,
+            r#"<tr data-window="{name}"><td>{name}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td></tr>"#,
+            w.p50_ms, w.p90_ms, w.max_ms, w.bound_ms
+        );
+    }
+    h.push_str("</table>");
+    if !j.per_second.is_empty() {
+        let line = |name: &str, f: fn(&crate::model::WindowSecond) -> f64| Series {
+            name: name.to_owned(),
+            points: j
+                .per_second
+                .iter()
+                .map(|s| (f64::from(s.t), f(s)))
+                .collect(),
+        };
+        h.push_str(&line_chart(
+            "chart-windows",
+            "Judging windows, by the second a message left or a presence event's cause came",
+            "ms",
+            XAxis::Seconds,
+            &[
+                line("delivery", |s| s.delivery_ms),
+                line("presence", |s| s.presence_ms),
+                line("rate-limit edge", |s| s.rate_ms),
+            ],
+        ));
+    }
+    h.push_str("</div>");
+}
+
 fn correctness(h: &mut String, r: &RunResult) {
     let get = |k: &str| r.counters.get(k).copied().unwrap_or(0);
     let _ = write!(
@@ -318,16 +362,7 @@ fn correctness(h: &mut String, r: &RunResult) {
         get(Counter::Violations.name())
     );
     if let Some(j) = &r.judging {
-        let _ = write!(
-            h,
-            r#"<p id="judging">Judged with tolerances derived from this run: leave grace {:.0} ms, presence grace {:.0} ms, rate-window tolerance {:.0} ms, messages judged {:.0} s after they left (slowest delivery {:.1} ms, slowest presence event {:.1} ms).</p>"#,
-            j.leave_grace_ms,
-            j.presence_grace_ms,
-            j.rate_window_tolerance_ms,
-            j.settle_after_s,
-            j.slowest_message_ms,
-            j.slowest_presence_ms
-        );
+        judging(h, j);
     }
     let owed = get(Counter::ExpectedDeliveries.name());
     let _ = write!(

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::counters::{Counter, Violation};
 
 /// Version of this schema; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Everything one run produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -119,22 +119,56 @@ pub struct TargetSample {
     pub hottest_thread: Option<f64>,
 }
 
-/// The tolerances a run judged with, derived from what it observed of the target's speed:
-/// a slow but correct backend widens them instead of being accused.
+/// The windows a run judged with. A window is a span of "either answer is right" (a socket
+/// that left within it after a message may or may not get it; a message within it of the
+/// rate limit's edge may go either way); each comes from what the run observed around that
+/// moment (the messages sent in the same second and its neighbours), never from the run's
+/// worst moment, and never exceeds the protocol's bound for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Judging {
     /// Slowest message delivery or ack seen, from the actual send, ms.
     pub slowest_message_ms: f64,
     /// Slowest presence event seen, from the join or departure that caused it, ms.
     pub slowest_presence_ms: f64,
-    /// A socket had to stay open this long after a message left to be owed it, ms.
-    pub leave_grace_ms: f64,
-    /// The same for presence events, ms.
-    pub presence_grace_ms: f64,
-    /// How far the rate limit's window edge could sit from the sender's clock, ms.
-    pub rate_window_tolerance_ms: f64,
-    /// Messages were judged this long after they left, s.
+    /// Messages were judged this long after they left (the protocol's delivery bound), s:
+    /// a delivery after that is `delivery.late`.
     pub settle_after_s: f64,
+    /// How long a socket had to stay after a message left to be owed it.
+    pub delivery_window: WindowWidths,
+    /// How long an operator socket had to stay after a join or departure to be owed its
+    /// presence event.
+    pub presence_window: WindowWidths,
+    /// How far from the rate limit's window edge a message stayed undecided.
+    pub rate_window: WindowWidths,
+    /// Each second's windows, by the second the message left or the presence event's cause
+    /// happened.
+    pub per_second: Vec<WindowSecond>,
+}
+
+/// How wide one kind of window was over the run's seconds, and its bound.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WindowWidths {
+    /// Median width over the seconds, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// Widest, ms.
+    pub max_ms: f64,
+    /// The protocol's bound it never exceeds, ms.
+    pub bound_ms: f64,
+}
+
+/// The windows of one second of the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct WindowSecond {
+    /// Seconds since the run started (the second `[t - 1, t)`).
+    pub t: u32,
+    /// Delivery window, ms.
+    pub delivery_ms: f64,
+    /// Presence window, ms.
+    pub presence_ms: f64,
+    /// Rate-limit edge window, ms.
+    pub rate_ms: f64,
 }
 
 /// The scenario as it was run.

@@ -2,10 +2,10 @@
 //!
 //! Sending for the scenario's duration, then draining (deliveries still arrive), then one
 //! operator asks for the operators list, then an orderly close: visitors leave first;
-//! operators keep listening until every `chatEnded` owed to them has arrived, or until the
-//! presence grace (derived from the run's slowest presence event) has passed since the
-//! last visitor left; only then do operators leave. A socket is owed nothing from the
-//! moment it starts to close, so nothing in flight at the end is judged lost.
+//! operators keep listening while the `chatEnded` owed to them keep arriving, until every
+//! one has, or until none has for the protocol's presence bound (what is still owed then is
+//! missed); only then do operators leave. A socket is owed nothing from the moment it
+//! starts to close, so nothing in flight at the end is judged lost.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,8 +23,9 @@ use crate::scenario::Plan;
 /// How long the operators-list answer may take; no answer is a violation.
 const CHECKING: Duration = Duration::from_secs(2);
 
-/// The longest operators wait for `chatEnded` after the last visitor left.
-const MAX_CLOSING_WAIT: Duration = Duration::from_secs(60);
+/// The longest operators wait for `chatEnded` after the last visitor left, however steadily
+/// they keep coming: a run stays bounded in time.
+const MAX_CLOSING_WAIT: Duration = Duration::from_secs(180);
 
 /// How long bots get to close when told to.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -38,8 +39,8 @@ pub struct Closing {
     mark: AtomicU64,
     /// `chatEnded` still owed to open operator sockets.
     outstanding: AtomicU64,
-    /// The presence grace from the run's evidence, µs.
-    grace_us: AtomicU64,
+    /// When the owed `chatEnded` last became fewer.
+    progress: Mutex<Option<Instant>>,
 }
 
 impl Closing {
@@ -49,14 +50,21 @@ impl Closing {
 
     fn publish(&self, ledger: &Ledger) {
         if let Some(since) = self.since() {
-            self.outstanding
-                .store(ledger.outstanding_chat_ended(since), Ordering::Release);
+            let n = ledger.outstanding_chat_ended(since);
+            if n < self.outstanding.swap(n, Ordering::AcqRel) {
+                *self.progress.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(Instant::now());
+            }
         }
-        let grace = ledger.evidence().presence_grace();
-        self.grace_us.store(
-            u64::try_from(grace.as_micros()).unwrap_or(u64::MAX),
-            Ordering::Release,
-        );
+    }
+
+    /// True once nothing is owed, or nothing owed has arrived for the presence bound since
+    /// `gone` (the last visitor left) or the last one that did.
+    fn settled(&self, gone: Instant) -> bool {
+        let last = *self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        let quiet = last.map_or(gone, |p| p.max(gone)).elapsed() >= relay::bounds::PRESENCE;
+        self.mark.load(Ordering::Acquire) >= 1
+            && (self.outstanding.load(Ordering::Acquire) == 0 || quiet)
     }
 }
 
@@ -193,12 +201,7 @@ pub async fn drive(
     let _ = shared.records.send(Record::Mark(1));
     let gone = Instant::now();
     progress.phase("chatEnded");
-    until(MAX_CLOSING_WAIT, || {
-        let applied = closing.mark.load(Ordering::Acquire) >= 1;
-        let grace = Duration::from_micros(closing.grace_us.load(Ordering::Acquire));
-        applied && (closing.outstanding.load(Ordering::Acquire) == 0 || gone.elapsed() >= grace)
-    })
-    .await;
+    until(MAX_CLOSING_WAIT, || closing.settled(gone)).await;
     drop(listener); // stays alive: a second Ctrl-C while closing still exits
     let _ = phase.send(Phase::OperatorsLeave);
     progress.phase("operators leave");

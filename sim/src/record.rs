@@ -1,6 +1,7 @@
 //! What bots report to the aggregator: one [`Record`] per observation, stamped with its instant.
 
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use crate::scenario::BotRole;
 
@@ -133,6 +134,8 @@ pub enum Record {
         operator: Option<(u64, String)>,
         /// Which of the target's endpoints (nodes) it is connected to.
         node: u32,
+        /// The backend's ping deadline from its open packet (`pingInterval + pingTimeout`).
+        ping_deadline: Duration,
         /// When `join` left.
         at: Instant,
     },
@@ -260,18 +263,35 @@ pub enum Record {
         unexpected: bool,
         /// The transport failed under Socket.IO (reset, cut mid-stream, silent past the ping
         /// deadline), as opposed to a close the server sent: nothing arrived after this
-        /// instant, when the server was last heard from.
+        /// instant, when the server was last heard from (or what the bot sent after it was
+        /// never seen taken: a long-polling `POST` that failed).
         broken: Option<Instant>,
+        /// The bot's ends of the TCP connections the socket used (a polling socket has two,
+        /// an upgraded one three), for a close it did not ask for: a network cut explains
+        /// only a connection of its own.
+        local: Vec<SocketAddr>,
     },
     /// The simulator's fault proxy cut a connection (recorded before the cut).
     NetworkCut {
         /// When.
         at: Instant,
+        /// The bot's end of the cut TCP connection.
+        peer: SocketAddr,
     },
     /// A scheduled fault was injected.
     Fault {
         /// The node it killed, if it killed one (its sockets close as a consequence).
         killed: Option<u32>,
+        /// When.
+        at: Instant,
+    },
+    /// A scheduled fault could not be injected (its command failed): nothing it would have
+    /// done is put down to it.
+    FaultFailed {
+        /// What it was and why it failed.
+        why: String,
+        /// The node it was to kill: not dead after all.
+        node: Option<u32>,
         /// When.
         at: Instant,
     },
@@ -294,7 +314,8 @@ impl Record {
             | Record::FinalOperatorsList { at, .. }
             | Record::Closed { at, .. }
             | Record::Fault { at, .. }
-            | Record::NetworkCut { at } => Some(*at),
+            | Record::FaultFailed { at, .. }
+            | Record::NetworkCut { at, .. } => Some(*at),
             Record::ConnectUnfinished { .. }
             | Record::SendFailed { .. }
             | Record::Latency { .. }

@@ -71,8 +71,6 @@ pub fn build(
             implicit: t.implicit,
         })
         .collect();
-    let e = ledger.evidence();
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let mut result = RunResult {
         schema_version: SCHEMA_VERSION,
         passed: false,
@@ -122,14 +120,7 @@ pub fn build(
         thresholds,
         timeseries,
         examples: ledger.examples(),
-        judging: Some(Judging {
-            slowest_message_ms: ms(e.message),
-            slowest_presence_ms: ms(e.presence),
-            leave_grace_ms: ms(e.leave_grace()),
-            presence_grace_ms: ms(e.presence_grace()),
-            rate_window_tolerance_ms: ms(e.rate_tolerance()),
-            settle_after_s: e.settle_after().as_secs_f64(),
-        }),
+        judging: Some(judging(ledger)),
         target_watch: cx.watch,
         attacks: Vec::new(),
     };
@@ -138,6 +129,24 @@ pub fn build(
     // a run cut short did not run its course: judge() fails it
     result.judge();
     result
+}
+
+/// The windows the ledger judged with, second by second and as distributions.
+fn judging(ledger: &Ledger) -> Judging {
+    use crate::ledger::evidence::{SETTLE_AFTER, widths};
+    use relay::bounds;
+    let e = ledger.evidence();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let per_second = e.per_second(ledger.now());
+    Judging {
+        slowest_message_ms: ms(e.slowest_message),
+        slowest_presence_ms: ms(e.slowest_presence),
+        settle_after_s: SETTLE_AFTER.as_secs_f64(),
+        delivery_window: widths(&per_second, |s| s.delivery_ms, bounds::DELIVERY),
+        presence_window: widths(&per_second, |s| s.presence_ms, bounds::PRESENCE),
+        rate_window: widths(&per_second, |s| s.rate_ms, bounds::DELIVERY),
+        per_second,
+    }
 }
 
 /// How a result names its target's kind.
@@ -228,15 +237,26 @@ pub fn summary(result: &RunResult) -> String {
         );
     }
     if let Some(j) = &result.judging {
+        let w = |w: &reports::model::WindowWidths| {
+            format!(
+                "{:.0}/{:.0}/{:.0} ms (bound {:.0} s)",
+                w.p50_ms,
+                w.p90_ms,
+                w.max_ms,
+                w.bound_ms / 1000.0
+            )
+        };
         let _ = writeln!(
             out,
-            "\n  judged with: leave grace {:.0} ms, presence grace {:.0} ms, rate-window tolerance {:.0} ms, settle {:.0} s (slowest delivery {:.1} ms, slowest presence event {:.1} ms)",
-            j.leave_grace_ms,
-            j.presence_grace_ms,
-            j.rate_window_tolerance_ms,
-            j.settle_after_s,
-            j.slowest_message_ms,
-            j.slowest_presence_ms
+            "\n  windows, p50/p90/max over the run's seconds: delivery {}, presence {}, rate-limit edge {}",
+            w(&j.delivery_window),
+            w(&j.presence_window),
+            w(&j.rate_window),
+        );
+        let _ = writeln!(
+            out,
+            "  messages judged {:.0} s after they left; slowest delivery {:.1} ms, slowest presence event {:.1} ms",
+            j.settle_after_s, j.slowest_message_ms, j.slowest_presence_ms
         );
     }
     let env = &result.environment;

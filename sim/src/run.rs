@@ -315,6 +315,8 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
 
 /// Carries out each fault at its offset from `start`, noting it for the ledger and the bots
 /// first (the sockets a killed node drops close after the note, and bots connect elsewhere).
+/// A fault that fails (a command exiting non-zero) is noted as failed: its node is not dead,
+/// bots may use it again, and the run's verdict shows it.
 async fn inject_faults(
     faults: Vec<Fault>,
     breaker: Breaker,
@@ -338,7 +340,17 @@ async fn inject_faults(
                 }
                 tracing::info!(at = ?fault.at, action = ?fault.action, "fault injected");
             }
-            Err(e) => tracing::warn!(at = ?fault.at, error = %e, "fault could not be injected"),
+            Err(e) => {
+                tracing::warn!(at = ?fault.at, error = %e, "fault could not be injected");
+                if let Some(n) = killed {
+                    shared.node_revived(n);
+                }
+                let _ = shared.records.send(Record::FaultFailed {
+                    why: format!("the fault at {:?} failed: {e}", fault.at),
+                    node: killed,
+                    at: std::time::Instant::now(),
+                });
+            }
         }
     }
 }

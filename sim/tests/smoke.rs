@@ -123,10 +123,26 @@ fn report_matches_the_result(html: &str, r: &RunResult) {
         lag.count, lag.min_ms, lag.p50_ms, lag.p90_ms, lag.p99_ms, lag.p999_ms, lag.max_ms
     );
     assert!(html.contains(&row), "send lag row {row}");
-    let j = r.judging.as_ref().expect("the tolerances are reported");
+    let j = r.judging.as_ref().expect("the windows are reported");
+    let row = format!(
+        r#"<tr data-window="delivery"><td>delivery</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td><td>{:.0}</td></tr>"#,
+        j.delivery_window.p50_ms,
+        j.delivery_window.p90_ms,
+        j.delivery_window.max_ms,
+        j.delivery_window.bound_ms
+    );
     assert!(
-        html.contains(&format!("leave grace {:.0} ms", j.leave_grace_ms)),
-        "tolerances in the page"
+        html.contains(&row),
+        "the delivery window in the page: {row}"
+    );
+    assert!(html.contains(r#"id="chart-windows""#), "the windows' chart");
+    assert!(
+        j.delivery_window.max_ms <= 10_000.0 && j.presence_window.max_ms <= 10_000.0,
+        "{j:?}"
+    );
+    assert!(
+        j.per_second.len() + 2 >= r.timeseries.len(),
+        "a window for every second"
     );
     for t in &r.thresholds {
         let value = t

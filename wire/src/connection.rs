@@ -90,6 +90,8 @@ pub struct Connection {
     /// When the server was last heard from: silence past the ping deadline ends the
     /// connection, as socket.io-client's ping timeout does.
     heard: tokio::time::Instant,
+    /// The local ends of its TCP connections.
+    locals: ws::Locals,
 }
 
 impl Connection {
@@ -108,9 +110,10 @@ impl Connection {
             Some(a) => format!("40{a}"),
             None => "40".to_owned(),
         };
+        let locals = ws::Locals::default();
         match options.transport {
             Transport::Websocket => {
-                let tcp = ws::tcp(endpoint, options.source).await?;
+                let tcp = ws::tcp(endpoint, options.source, &locals).await?;
                 let target = endpoint.target("EIO=4&transport=websocket");
                 let (mut reader, outbox) =
                     ws::open(tcp, endpoint, &target, options.origin.as_deref()).await?;
@@ -133,11 +136,13 @@ impl Connection {
                     link: Link::Ws { reader, outbox },
                     pending: VecDeque::new(),
                     heard: tokio::time::Instant::now(),
+                    locals,
                 })
             }
             Transport::Polling | Transport::Upgrade => {
                 let mut hs =
-                    Handshake::open(endpoint, options.source, options.origin.as_deref()).await?;
+                    Handshake::open(endpoint, options.source, options.origin.as_deref(), &locals)
+                        .await?;
                 hs.post(&connect).await?;
                 let mut pending = VecDeque::new();
                 let mut sid = None;
@@ -159,6 +164,7 @@ impl Connection {
                     link: Link::Polling(hs.start()),
                     pending,
                     heard: tokio::time::Instant::now(),
+                    locals,
                 })
             }
         }
@@ -191,7 +197,7 @@ impl Connection {
             return Ok(());
         };
         session.start_upgrade();
-        let tcp = ws::tcp(&self.endpoint, self.options.source).await?;
+        let tcp = ws::tcp(&self.endpoint, self.options.source, &self.locals).await?;
         let target = self
             .endpoint
             .target(&format!("EIO=4&transport=websocket&sid={}", self.open.sid));
@@ -225,6 +231,24 @@ impl Connection {
     /// deadline broke at the latest then.
     pub fn last_heard(&self) -> tokio::time::Instant {
         self.heard
+    }
+
+    /// Since when what this connection sent is not known to have reached the server: the
+    /// start of a long-polling `POST` under way or failed (its messages may be lost with
+    /// it). `None` over WebSocket, whose one connection carries both directions, so
+    /// [`Self::last_heard`] dates a break of either.
+    pub fn unconfirmed_since(&self) -> Option<tokio::time::Instant> {
+        match &self.link {
+            Link::Polling(s) => s.unconfirmed_since(),
+            Link::Ws { .. } => None,
+        }
+    }
+
+    /// The local ends of the TCP connections this connection opened (a long-polling
+    /// session's two, an upgrade's, one reopened), newest last: a network fault that cut one
+    /// of them is what broke this connection.
+    pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.locals.all()
     }
 
     /// The transport packets travel on now.

@@ -21,6 +21,7 @@ use tungstenite::Utf8Bytes;
 use crate::WireError;
 use crate::endpoint::Endpoint;
 use crate::packet::{Open, SEPARATOR, clip};
+use crate::ws::Locals;
 
 /// One keep-alive HTTP/1.1 connection, opened again when the server closed it while idle
 /// (Node's HTTP server does after 5 s).
@@ -30,6 +31,7 @@ struct Http {
     endpoint: Endpoint,
     source: Option<IpAddr>,
     origin: Option<String>,
+    locals: Locals,
 }
 
 /// A request that never reached the server: safe to send again.
@@ -40,22 +42,25 @@ impl Http {
         endpoint: &Endpoint,
         source: Option<IpAddr>,
         origin: Option<&str>,
+        locals: &Locals,
     ) -> Result<Self, WireError> {
-        let (send, driver) = Self::connect(endpoint, source).await?;
+        let (send, driver) = Self::connect(endpoint, source, locals).await?;
         Ok(Self {
             send,
             driver,
             endpoint: endpoint.clone(),
             source,
             origin: origin.map(str::to_owned),
+            locals: locals.clone(),
         })
     }
 
     async fn connect(
         endpoint: &Endpoint,
         source: Option<IpAddr>,
+        locals: &Locals,
     ) -> Result<(SendRequest<Full<Bytes>>, JoinHandle<()>), WireError> {
-        let tcp = crate::ws::tcp(endpoint, source).await?;
+        let tcp = crate::ws::tcp(endpoint, source, locals).await?;
         let (send, conn) = http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| WireError::Io(e.to_string()))?;
@@ -66,7 +71,7 @@ impl Http {
     }
 
     async fn reconnect(&mut self) -> Result<(), WireError> {
-        let (send, driver) = Self::connect(&self.endpoint, self.source).await?;
+        let (send, driver) = Self::connect(&self.endpoint, self.source, &self.locals).await?;
         self.driver.abort();
         self.send = send;
         self.driver = driver;
@@ -175,8 +180,9 @@ impl Handshake {
         endpoint: &Endpoint,
         source: Option<IpAddr>,
         origin: Option<&str>,
+        locals: &Locals,
     ) -> Result<Self, WireError> {
-        let mut getter = Http::open(endpoint, source, origin).await?;
+        let mut getter = Http::open(endpoint, source, origin, locals).await?;
         let body = getter
             .request(
                 Method::GET,
@@ -190,7 +196,7 @@ impl Handshake {
             .ok_or_else(|| WireError::Protocol("empty open payload".into()))?;
         let open = Open::parse(first.as_str()).map_err(WireError::Protocol)?;
         let target = endpoint.target(&format!("EIO=4&transport=polling&sid={}", open.sid));
-        let poster = Http::open(endpoint, source, origin).await?;
+        let poster = Http::open(endpoint, source, origin, locals).await?;
         Ok(Self {
             open,
             getter,
@@ -233,12 +239,14 @@ impl Handshake {
             out.clone(),
             upgrading.clone(),
         ));
+        let posting = Posting::default();
         let poster = tokio::spawn(post_loop(
             self.poster,
             self.target,
             out_rx,
             pause_rx,
             packets_tx.clone(),
+            posting.clone(),
         ));
         Session {
             packets,
@@ -247,6 +255,7 @@ impl Handshake {
             poster,
             pause: Some(pause),
             upgrading,
+            posting,
         }
     }
 }
@@ -261,9 +270,37 @@ pub(crate) struct Session {
     poster: JoinHandle<()>,
     pause: Option<oneshot::Sender<()>>,
     upgrading: Arc<AtomicBool>,
+    posting: Posting,
+}
+
+/// When the `POST` under way began: what it carries is not known to be taken until the
+/// server answers it. A `POST` that failed stays here.
+#[derive(Debug, Clone, Default)]
+struct Posting(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl Posting {
+    fn set(&self, at: Option<tokio::time::Instant>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+
+    fn get(&self) -> Option<tokio::time::Instant> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl Session {
+    /// Since when what was sent is not known to be taken: the start of the `POST` under
+    /// way or of the one that failed.
+    pub(crate) fn unconfirmed_since(&self) -> Option<tokio::time::Instant> {
+        self.posting.get()
+    }
+
     /// From now on a noop packet ends the `GET` loop.
     pub(crate) fn start_upgrade(&self) {
         self.upgrading.store(true, Ordering::Release);
@@ -367,6 +404,7 @@ async fn post_loop(
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     pause: oneshot::Receiver<()>,
     packets: mpsc::UnboundedSender<Result<Utf8Bytes, WireError>>,
+    posting: Posting,
 ) {
     // a dropped session is no pause: what its senders still send must go out
     let mut pause = Some(pause);
@@ -403,11 +441,13 @@ async fn post_loop(
         while let Ok(p) = rx.try_recv() {
             batch.push(p);
         }
+        posting.set(Some(tokio::time::Instant::now()));
         if let Err(e) = http.request(Method::POST, &target, concat(batch)).await {
             // the session is broken: its reader ends at once instead of at a ping timeout
             let _ = packets.send(Err(e));
             return;
         }
+        posting.set(None);
     }
 }
 
@@ -426,22 +466,4 @@ fn concat(parts: Vec<Bytes>) -> Bytes {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_split_and_join() {
-        let body = Bytes::from_static(b"40{\"sid\":\"a\"}\x1e42[\"x\",1]\x1e2");
-        let parts: Vec<String> = split(&body)
-            .expect("utf8")
-            .iter()
-            .map(|p| p.as_str().to_owned())
-            .collect();
-        assert_eq!(parts, ["40{\"sid\":\"a\"}", "42[\"x\",1]", "2"]);
-        assert_eq!(&join(&["a", "b"])[..], b"a\x1eb");
-        assert_eq!(
-            &concat(vec![Bytes::from_static(b"1"), Bytes::from_static(b"2")])[..],
-            b"1\x1e2"
-        );
-    }
-}
+mod tests;

@@ -38,10 +38,39 @@ const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Initial read buffer; it grows as a message needs.
 const READ_BUFFER_BYTES: usize = 4096;
 
-/// Opens a TCP connection from `source` (when given) with Nagle off.
+/// The local ends of the TCP connections one Socket.IO connection opened, newest last (a
+/// long-polling session has two and reopens them; an upgrade adds one): what a network
+/// fault that cut one of them is matched with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Locals(Arc<Mutex<Vec<SocketAddr>>>);
+
+impl Locals {
+    /// The most kept: a polling session's two, an upgrade's, and a reopened one.
+    const KEEP: usize = 4;
+
+    fn note(&self, addr: SocketAddr) {
+        let mut v = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if v.len() == Self::KEEP {
+            v.remove(0);
+        }
+        v.push(addr);
+    }
+
+    /// Every local end kept.
+    pub(crate) fn all(&self) -> Vec<SocketAddr> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Opens a TCP connection from `source` (when given) with Nagle off, noting its local end
+/// in `locals`.
 pub(crate) async fn tcp(
     endpoint: &Endpoint,
     source: Option<IpAddr>,
+    locals: &Locals,
 ) -> Result<TcpStream, WireError> {
     let socket = if endpoint.addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -53,6 +82,9 @@ pub(crate) async fn tcp(
     }
     let tcp = socket.connect(endpoint.addr).await?;
     tcp.set_nodelay(true)?;
+    if let Ok(local) = tcp.local_addr() {
+        locals.note(local);
+    }
     Ok(tcp)
 }
 

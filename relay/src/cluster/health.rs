@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
 use tracing::{info, warn};
@@ -12,6 +13,8 @@ use tracing::{info, warn};
 pub struct Health {
     up: AtomicBool,
     reason: Mutex<Option<String>>,
+    /// When the node last came back from an outage.
+    recovered: Mutex<Option<Instant>>,
     gauge: Gauge,
 }
 
@@ -22,6 +25,7 @@ impl Health {
         Self {
             up: AtomicBool::new(true),
             reason: Mutex::new(None),
+            recovered: Mutex::new(None),
             gauge,
         }
     }
@@ -29,6 +33,17 @@ impl Health {
     /// True while cross-node fan-out and cluster presence work.
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Acquire)
+    }
+
+    /// True when up, and for at least `d` since the last outage ended (other nodes may
+    /// need that long to put their part of the cluster's state back).
+    pub fn up_for(&self, d: Duration) -> bool {
+        self.is_up()
+            && self
+                .recovered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_none_or(|r| r.elapsed() >= d)
     }
 
     /// Why the node is degraded, if it is.
@@ -55,6 +70,10 @@ impl Health {
         let mut slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
         if !self.up.swap(true, Ordering::AcqRel) {
             info!("cluster recovered");
+            *self
+                .recovered
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         }
         *slot = None;
         self.gauge.set(0);
@@ -74,9 +93,12 @@ mod tests {
         assert!(!h.is_up());
         assert_eq!(h.reason().as_deref(), Some("redis down"));
         assert_eq!(gauge.get(), 1);
+        assert!(!h.up_for(Duration::ZERO));
         h.recover();
         assert!(h.is_up());
         assert_eq!(h.reason(), None);
         assert_eq!(gauge.get(), 0);
+        // just back: not yet long enough for the others to have put their state back
+        assert!(h.up_for(Duration::ZERO) && !h.up_for(Duration::from_secs(60)));
     }
 }

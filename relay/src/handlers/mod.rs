@@ -327,11 +327,12 @@ impl<'a, A: Adapter> Ctx<'a, A> {
     pub async fn find_client(&self, sid: &str) -> Option<Whereabouts> {
         let presence = &self.relay.presence;
         if presence.local().has_client(sid) {
-            Some(Whereabouts::Here)
-        } else if presence.has_client(sid).await {
-            Some(Whereabouts::Elsewhere)
-        } else {
-            None
+            return Some(Whereabouts::Here);
+        }
+        match presence.has_client(sid).await {
+            // when the cluster cannot tell, the visitor may well be there: send it on
+            Some(true) | None => Some(Whereabouts::Elsewhere),
+            Some(false) => None,
         }
     }
 

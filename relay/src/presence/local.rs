@@ -216,8 +216,10 @@ impl Presence for LocalPresence {
         Box::pin(std::future::ready(LocalPresence::remove_client(self, sid)))
     }
 
-    fn has_client<'a>(&'a self, sid: &'a str) -> Pending<'a, bool> {
-        Box::pin(std::future::ready(LocalPresence::has_client(self, sid)))
+    fn has_client<'a>(&'a self, sid: &'a str) -> Pending<'a, Option<bool>> {
+        Box::pin(std::future::ready(Some(LocalPresence::has_client(
+            self, sid,
+        ))))
     }
 
     fn operators(&self) -> Pending<'_, Vec<OperatorInfo>> {

@@ -43,8 +43,10 @@ pub trait Presence: Send + Sync {
     fn add_client<'a>(&'a self, sid: &'a str, username: &'a str) -> Pending<'a, ()>;
     /// Removes a visitor; true when it was there.
     fn remove_client<'a>(&'a self, sid: &'a str) -> Pending<'a, bool>;
-    /// True when `sid` is a connected visitor, on any node.
-    fn has_client<'a>(&'a self, sid: &'a str) -> Pending<'a, bool>;
+    /// Whether `sid` is a connected visitor, on any node; `None` when the cluster cannot
+    /// tell now (Redis away, or the cluster's presence not yet whole after it returned):
+    /// then the visitor may well be there, and a reply must not be refused.
+    fn has_client<'a>(&'a self, sid: &'a str) -> Pending<'a, Option<bool>>;
     /// Online operators, one entry each, by id.
     fn operators(&self) -> Pending<'_, Vec<OperatorInfo>>;
     /// This node's own maps: its counts, and the lock that orders its announcements.

@@ -369,23 +369,29 @@ impl Presence for RedisPresence {
         })
     }
 
-    fn has_client<'a>(&'a self, sid: &'a str) -> Pending<'a, bool> {
+    /// A miss is only an answer once the cluster's presence is whole: not while Redis is
+    /// away, nor until every node had time to put its sockets back after it returned.
+    fn has_client<'a>(&'a self, sid: &'a str) -> Pending<'a, Option<bool>> {
         Box::pin(async move {
             if self.local.has_client(sid) {
-                return true;
+                return Some(true);
             }
-            if !self.up() {
-                return false;
+            if !self.link.health.up_for(SYNCED_TTL) {
+                return None;
             }
             let result = redis::cmd("HEXISTS")
                 .arg(self.link.key("clients"))
                 .arg(sid)
                 .query_async::<bool>(&mut self.link.conn.clone())
                 .await;
-            result.unwrap_or_else(|e| {
-                self.failed(&e);
-                false
-            })
+            match result {
+                Ok(true) => Some(true),
+                Ok(false) => self.link.health.up_for(SYNCED_TTL).then_some(false),
+                Err(e) => {
+                    self.failed(&e);
+                    None
+                }
+            }
         })
     }
 

@@ -218,6 +218,7 @@ impl Life<'_> {
                 .as_ref()
                 .map(|o| (o.operator_id, o.name.clone())),
             node: self.node,
+            ping_deadline: self.conn.ping_deadline(),
             at: std::time::Instant::now(),
         });
         // ack id 0 is the join's; operators also confirm it with the operators list
@@ -298,8 +299,15 @@ impl Life<'_> {
                     }
                     Err(e) => {
                         tracing::debug!(socket = self.key, sid = %self.conn.sid, error = %e, silent_ms = self.conn.last_heard().elapsed().as_millis() as u64, "connection lost");
-                        // a broken transport broke at the latest when it was last heard
-                        let since = broken(&e).then(|| self.conn.last_heard().into_std());
+                        // a broken transport broke at the latest when it was last heard, or
+                        // when it began a send it never saw taken (a long-polling POST)
+                        let since = broken(&e).then(|| {
+                            let heard = self.conn.last_heard();
+                            self.conn
+                                .unconfirmed_since()
+                                .map_or(heard, |u| u.min(heard))
+                                .into_std()
+                        });
                         return self.lost(since);
                     }
                 },
@@ -471,6 +479,7 @@ impl Life<'_> {
             at,
             unexpected: false,
             broken: None,
+            local: Vec::new(),
         });
         End::Closed
     }
@@ -484,6 +493,7 @@ impl Life<'_> {
             at: std::time::Instant::now(),
             unexpected: true,
             broken,
+            local: self.conn.local_addrs(),
         });
         End::Lost
     }

@@ -4,34 +4,45 @@
 
 use super::*;
 
+/// The bot's end of socket `k`'s TCP connection (`n`: its first or second, as a polling
+/// socket has two).
+fn local(k: SocketKey, n: u16) -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 20_000 + 10 * k as u16 + n))
+}
+
 impl World {
     /// The backend (or a fault) cuts `socket` at `ms`.
-    fn cut(&mut self, socket: SocketKey, ms: u64) {
+    pub(super) fn cut(&mut self, socket: SocketKey, ms: u64) {
         let at = self.at(ms);
         self.ledger.apply(Record::Closed {
             socket,
             at,
             unexpected: true,
             broken: None,
+            local: vec![local(socket, 0)],
         });
     }
 
     /// `socket`'s transport breaks: the bot finds out at `ms`, having last heard from the
     /// server at `heard_ms`.
-    fn broke(&mut self, socket: SocketKey, heard_ms: u64, ms: u64) {
+    pub(super) fn broke(&mut self, socket: SocketKey, heard_ms: u64, ms: u64) {
         let (heard, at) = (self.at(heard_ms), self.at(ms));
         self.ledger.apply(Record::Closed {
             socket,
             at,
             unexpected: true,
             broken: Some(heard),
+            local: vec![local(socket, 0), local(socket, 1)],
         });
     }
 
-    /// The fault proxy notes a cut at `ms`.
-    fn proxy_cut(&mut self, ms: u64) {
+    /// The fault proxy notes a cut of `socket`'s `n`th TCP connection at `ms`.
+    pub(super) fn proxy_cut(&mut self, socket: SocketKey, n: u16, ms: u64) {
         let at = self.at(ms);
-        self.ledger.apply(Record::NetworkCut { at });
+        self.ledger.apply(Record::NetworkCut {
+            at,
+            peer: local(socket, n),
+        });
     }
 }
 
@@ -89,6 +100,7 @@ fn sockets_of_a_killed_node_are_disconnected_by_the_fault_others_unexpectedly() 
         sid: "opB2".into(),
         operator: Some((2, "Bob".into())),
         node: 1,
+        ping_deadline: PING_DEADLINE,
         at,
     });
     let at = w.at(100);
@@ -104,10 +116,12 @@ fn sockets_of_a_killed_node_are_disconnected_by_the_fault_others_unexpectedly() 
 }
 
 #[test]
-fn connections_the_fault_proxy_cut_are_faults_one_for_one() {
+fn a_cut_explains_its_own_connection_only() {
     let mut w = World::new();
-    w.proxy_cut(100);
-    // one cut explains one broken connection, not a second, and never a clean close
+    // two cuts, of OP_B's and of OP_A's connections: OP_B's break is explained, V2's is
+    // not (a spare cut of someone else's connection excuses nothing), nor V1's clean close
+    w.proxy_cut(OP_B, 0, 100);
+    w.proxy_cut(OP_A, 0, 100);
     w.broke(OP_B, 150, 150);
     w.broke(V2, 160, 160);
     w.cut(V1, 170);
@@ -117,9 +131,19 @@ fn connections_the_fault_proxy_cut_are_faults_one_for_one() {
 }
 
 #[test]
+fn a_cut_of_a_polling_sockets_second_connection_explains_it() {
+    let mut w = World::new();
+    w.proxy_cut(OP_B, 1, 100); // the POST connection of a long-polling socket
+    w.broke(OP_B, 150, 150);
+    let c = w.finish();
+    assert_eq!(c["disconnected.fault"], 1, "{c:?}");
+    assert_eq!(c["disconnected.unexpected"], 0, "{c:?}");
+}
+
+#[test]
 fn a_connection_dated_when_last_heard_is_explained_by_a_later_cut() {
     let mut w = World::new();
-    w.proxy_cut(5_000);
+    w.proxy_cut(OP_B, 0, 5_000);
     w.broke(OP_B, 1_000, 6_000); // last heard 4 s before the cut, found dead after it
     let c = w.finish();
     assert_eq!(c["disconnected.fault"], 1, "{c:?}");
@@ -128,7 +152,7 @@ fn a_connection_dated_when_last_heard_is_explained_by_a_later_cut() {
 #[test]
 fn a_cut_too_long_before_explains_nothing() {
     let mut w = World::new();
-    w.proxy_cut(1);
+    w.proxy_cut(OP_B, 0, 1);
     w.broke(OP_B, 61_001, 61_001);
     let c = w.finish();
     assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
@@ -141,7 +165,7 @@ fn a_broken_connection_excuses_what_it_missed_only_when_the_proxy_cut_it() {
         w.send_to_v1(1, 1_000); // OP_B is owed the broadcast
         w.got_to_client(V1, 1, 1_001);
         if cut {
-            w.proxy_cut(1_500);
+            w.proxy_cut(OP_B, 0, 1_500);
         }
         w.broke(OP_B, 500, 2_000); // last heard at 0.5 s, found broken at 2 s
         let c = w.finish();

@@ -29,6 +29,9 @@ pub struct Message {
     pub received: Vec<SocketKey>,
     /// Whether its deliveries are owed at all (the rate-limit verdict decides at settling).
     pub owed: bool,
+    /// Whether the rate budget had room for it (the rate-limit verdict, at settling): a
+    /// refusal of a message without room is no violation, whatever its code.
+    pub within_budget: bool,
 }
 
 impl Message {
@@ -49,6 +52,7 @@ impl Message {
             ack: None,
             received: Vec::new(),
             owed: true,
+            within_budget: true,
         }
     }
 

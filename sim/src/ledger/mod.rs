@@ -3,8 +3,8 @@
 //! ([`evidence`]), measures latency, and hands each record, delivery and settled message
 //! to the [`checks`], which count what they find in the [`tally`].
 //!
-//! Messages stay until they settle (the evidence's settle time after they left, or the end
-//! of the run), then they are judged and leave: a long soak does not grow.
+//! Messages stay until they settle (the protocol's delivery bound after they left, or the
+//! end of the run), then they are judged and leave: a long soak does not grow.
 
 mod bits;
 pub mod checks;
@@ -21,7 +21,7 @@ use reports::model::{Counter, Violation, ViolationExample};
 use crate::metrics::{Path, PathHistograms, micros};
 use crate::record::{MsgId, Observed, Record, SocketKey};
 use checks::{Checks, Cx, Delivery, Flow};
-use evidence::Evidence;
+use evidence::{Evidence, SETTLE_AFTER};
 use messages::{Message, MessageBook};
 use registry::Registry;
 use tally::{SecondTally, Tally};
@@ -59,7 +59,7 @@ impl Ledger {
             latest: start,
             registry: Registry::default(),
             book: MessageBook::new(first_id),
-            evidence: Evidence::default(),
+            evidence: Evidence::new(start),
             tally: Tally::new(start),
             histograms: PathHistograms::default(),
             checks: Checks::new(rate_limit, sharded),
@@ -88,7 +88,7 @@ impl Ledger {
                     self.tally.count(Counter::GeneratorLate, 1);
                 }
                 self.histograms.record_lag(micros(lag));
-                self.evidence.lag(lag);
+                self.evidence.lag(*intended, lag);
                 self.book
                     .insert(Message::new(*msg, *socket, kind.clone(), *intended, *at));
             }
@@ -108,7 +108,7 @@ impl Ledger {
             } => {
                 if let Some(m) = self.book.get_mut(*msg) {
                     self.evidence
-                        .message(at.saturating_duration_since(m.sent_at));
+                        .message(m.sent_at, at.saturating_duration_since(m.sent_at));
                     m.ack = Some((outcome.clone(), *at));
                 }
             }
@@ -197,15 +197,21 @@ impl Ledger {
             return;
         }
         let Some(message) = self.book.get(id) else {
-            let settled = self.book.is_settled(id);
-            self.tally
-                .violation(Violation::Duplicated, Some(id), &to_info.sid, at, || {
-                    if settled {
-                        "delivered again after it was judged".into()
-                    } else {
+            if self.book.is_settled(id) {
+                self.tally
+                    .violation(Violation::DeliveryLate, Some(id), &to_info.sid, at, || {
+                        format!(
+                            "arrived after its message was judged, {} s after it left (the \
+                             protocol's delivery bound); counted lost then if it was owed",
+                            SETTLE_AFTER.as_secs()
+                        )
+                    });
+            } else {
+                self.tally
+                    .violation(Violation::Duplicated, Some(id), &to_info.sid, at, || {
                         "a message id that was never sent".into()
-                    }
-                });
+                    });
+            }
             return;
         };
         let d = Delivery {
@@ -258,7 +264,7 @@ impl Ledger {
                 };
                 self.histograms.record(across, intended_us, service_us);
             }
-            self.evidence.message(service);
+            self.evidence.message(sent_at, service);
             self.tally.count(Counter::Delivered, 1);
         }
     }
@@ -270,13 +276,15 @@ impl Ledger {
         self.each_check(|check, cx| check.settled(&mut m, cx));
     }
 
-    /// Judges the messages that left the settle time before the latest record.
+    /// Judges the messages that left the protocol's delivery bound before the latest
+    /// record, and what else has waited long enough.
     pub fn settle_due_now(&mut self) {
-        for id in self.book.due(self.latest, self.evidence.settle_after()) {
+        for id in self.book.due(self.latest, SETTLE_AFTER) {
             self.settle(id);
         }
         let book = &self.book;
         self.checks.order.prune(|id| book.is_pending(id));
+        self.each_check(|check, cx| check.tick(cx));
     }
 
     /// Judges everything still pending, then what only the whole run shows: the end of a run.

@@ -5,20 +5,27 @@ use super::*;
 
 /// Operator 3 ("Cy") opens a tab as socket `key`: its join left at `ms`, confirmed 1 ms later.
 fn tab(w: &mut World, key: SocketKey, ms: u64) {
+    tab_on(w, key, 0, ms);
+}
+
+/// The same on target node `node`.
+pub(super) fn tab_on(w: &mut World, key: SocketKey, node: u32, ms: u64) {
     let at = w.at(ms);
     w.ledger.apply(Record::Joining {
         socket: key,
         role: BotRole::Operator,
         sid: format!("cy{key}"),
         operator: Some((3, "Cy".into())),
-        node: 0,
+        node,
+        ping_deadline: PING_DEADLINE,
         at,
     });
     let at = w.at(ms + 1);
     w.ledger.apply(Record::Joined { socket: key, at });
 }
 
-fn told(w: &mut World, observers: &[SocketKey], ms: u64, online: bool) {
+/// `observers` are told at `ms` that operator 3 arrived (`online`) or left.
+pub(super) fn told(w: &mut World, observers: &[SocketKey], ms: u64, online: bool) {
     for &o in observers {
         let what = if online {
             Observed::OperatorConnected { operator_id: 3 }
@@ -128,6 +135,7 @@ fn an_operator_with_an_unconfirmed_tab_is_not_judged() {
         sid: "cy".into(),
         operator: Some((3, "Cy".into())),
         node: 0,
+        ping_deadline: PING_DEADLINE,
         at,
     });
     // never confirmed, never announced: not a miss

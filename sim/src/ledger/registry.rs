@@ -1,9 +1,11 @@
 //! Every socket of the run: who it is, when its join left and was confirmed, when it began
 //! to close; and who is owed what at a given instant.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use relay::bounds;
 use reports::model::Counter;
 
 use super::tally::Tally;
@@ -36,6 +38,9 @@ pub struct SocketInfo {
     /// The simulator's fault proxy broke its transport, and nothing arrived after this
     /// instant (when it was last heard from). Only ever set for a break a cut explains.
     pub silent_since: Option<Instant>,
+    /// The backend's ping deadline (`pingInterval + pingTimeout` of its open packet): how
+    /// long it may take to notice a connection that broke without a close.
+    pub ping_deadline: Duration,
 }
 
 impl SocketInfo {
@@ -57,14 +62,15 @@ impl SocketInfo {
     }
 
     /// When the backend must have seen it go: when it left, or, for a connection whose
-    /// transport broke (the backend may hear nothing of it), [`BROKEN_LINGER`] later.
+    /// transport broke (the backend may hear nothing of it), at its ping deadline after the
+    /// connection was last heard from, and [`DEADLINE_SLACK`] more.
     pub fn departure(&self) -> Option<Instant> {
-        let linger = if self.silent_since.is_some() {
-            BROKEN_LINGER
-        } else {
-            Duration::ZERO
-        };
-        self.leaving.map(|l| l + linger)
+        match self.silent_since {
+            Some(q) => self
+                .leaving
+                .map(|l| l.max(q + self.ping_deadline + DEADLINE_SLACK)),
+            None => self.leaving,
+        }
     }
 
     /// Open now: joined, not refused, not leaving.
@@ -77,17 +83,21 @@ impl SocketInfo {
 /// the cut: a half-open one only fails at the client's ping deadline (45 s by default).
 pub const NETWORK_WINDOW: Duration = Duration::from_secs(60);
 
-/// How long a backend may take to notice a connection whose transport broke without a
-/// close reaching it (a reset long-polling request, a half-open link): Engine.IO's default
-/// ping interval and timeout (25 s + 20 s), and 5 s more.
-pub const BROKEN_LINGER: Duration = Duration::from_secs(50);
+/// Past a backend's ping deadline, how long its timers may take to drop a silent peer.
+pub const DEADLINE_SLACK: Duration = Duration::from_secs(5);
+
+/// How long after a node is killed its sockets' closing is put down to the kill.
+pub const FAULT_WINDOW: Duration = Duration::from_secs(10);
 
 /// The sockets of a run.
 #[derive(Debug, Default)]
 pub struct Registry {
     sockets: Vec<Option<SocketInfo>>,
-    /// Cuts of the fault proxy not yet matched with a broken connection, oldest first.
-    cuts: VecDeque<Instant>,
+    /// Cuts of the fault proxy not yet matched with a broken connection, by the bot's end
+    /// of the cut TCP connection.
+    cuts: HashMap<SocketAddr, Instant>,
+    /// Nodes killed by faults, and when.
+    kills: Vec<(u32, Instant)>,
     by_sid: HashMap<String, SocketKey>,
     operator_keys: Vec<SocketKey>,
     tabs: HashMap<u64, Vec<SocketKey>>,
@@ -97,20 +107,54 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Takes the oldest cut of the proxy that can explain a connection found broken at
-    /// `at`: each cut explains one broken connection within [`NETWORK_WINDOW`] (either
-    /// side, for a cut noted a little after the bot saw it).
-    fn cut_explains(&mut self, at: Instant) -> bool {
-        while self.cuts.front().is_some_and(|c| *c + NETWORK_WINDOW < at) {
-            self.cuts.pop_front();
+    /// Takes the cut of the proxy that explains a connection found broken at `at`: a cut
+    /// of one of its own TCP connections (`local`: the bot's ends of them, a polling
+    /// socket's two included), within [`NETWORK_WINDOW`] either side, for a cut noted a
+    /// little after the bot saw it. Each cut explains its own connection only, once.
+    fn cut_explains(&mut self, local: &[SocketAddr], at: Instant) -> bool {
+        let near = |c: Instant| c <= at + NETWORK_WINDOW && at <= c + NETWORK_WINDOW;
+        let found = local
+            .iter()
+            .find(|a| self.cuts.get(*a).is_some_and(|c| near(*c)))
+            .copied();
+        if let Some(a) = found {
+            self.cuts.remove(&a);
         }
-        match self.cuts.front() {
-            Some(c) if at + NETWORK_WINDOW >= *c => {
-                self.cuts.pop_front();
-                true
-            }
-            _ => false,
+        found.is_some()
+    }
+
+    /// Notes a cut of the bot's connection from `peer`; cuts too old to explain anything
+    /// are dropped as more come.
+    fn note_cut(&mut self, peer: SocketAddr, at: Instant) {
+        if self.cuts.len() >= 4096 {
+            self.cuts.retain(|_, c| *c + NETWORK_WINDOW >= at);
         }
+        self.cuts.insert(peer, at);
+    }
+
+    /// When `node` was killed, if a fault killed it at most [`FAULT_WINDOW`] before `at`.
+    pub fn killed_before(&self, node: u32, at: Instant) -> Option<Instant> {
+        self.kills
+            .iter()
+            .rev()
+            .find(|&&(n, k)| n == node && k <= at && at <= k + FAULT_WINDOW)
+            .map(|&(_, k)| k)
+    }
+
+    /// When the backend must know that `s` went and how long it then has to announce it:
+    /// a clean leave at once, a socket of a killed node at the kill (the protocol's
+    /// dead-node bound), a connection that broke silently at its ping deadline.
+    pub fn departure_deadline(&self, s: &SocketInfo) -> Option<(Instant, Duration)> {
+        let left = s.leaving?;
+        if s.silent_since.is_some() {
+            return Some((s.departure()?, bounds::PRESENCE));
+        }
+        if s.closed_by_server
+            && let Some(k) = self.killed_before(s.node, left)
+        {
+            return Some((k, bounds::DEAD_NODE));
+        }
+        Some((left, bounds::PRESENCE))
     }
 
     /// Takes the socket-related part of a record into account.
@@ -122,6 +166,7 @@ impl Registry {
                 sid,
                 operator,
                 node,
+                ping_deadline,
                 at,
             } => {
                 let idx = *socket as usize;
@@ -149,6 +194,7 @@ impl Registry {
                     leaving: None,
                     closed_by_server: false,
                     silent_since: None,
+                    ping_deadline: *ping_deadline,
                 });
                 self.connected += 1;
             }
@@ -167,17 +213,36 @@ impl Registry {
                     s.leaving.get_or_insert(*at);
                 }
             }
-            Record::NetworkCut { at } => self.cuts.push_back(*at),
+            Record::NetworkCut { at, peer } => self.note_cut(*peer, *at),
+            Record::Fault {
+                killed: Some(node),
+                at,
+            } => self.kills.push((*node, *at)),
+            Record::FaultFailed {
+                node: Some(node), ..
+            } => {
+                if let Some(i) = self.kills.iter().rposition(|(n, _)| n == node) {
+                    self.kills.remove(i);
+                }
+            }
             Record::Closed {
                 socket,
                 at,
                 unexpected,
                 broken,
+                local,
             } => {
                 let by_server = self
                     .get(*socket)
                     .is_some_and(|s| *unexpected && s.leaving.is_none());
-                let explained = by_server && broken.is_some() && self.cut_explains(*at);
+                let explained = by_server && broken.is_some() && self.cut_explains(local, *at);
+                if by_server && broken.is_some() && !explained {
+                    tracing::debug!(
+                        socket,
+                        ?local,
+                        "a broken connection no cut of its own explains"
+                    );
+                }
                 if let Some(s) = self.get_mut(*socket) {
                     s.closed_by_server = by_server;
                     if explained {

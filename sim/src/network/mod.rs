@@ -40,12 +40,16 @@ struct Active {
     until: Option<Instant>,
 }
 
+/// An open connection: how to cut it, and the bot's end of it.
+type Open = (watch::Sender<Option<Cut>>, SocketAddr);
+
 /// What every connection of the proxy reads its toxics from, and what faults act on.
 pub struct Control {
     toxics: Mutex<Vec<Active>>,
     next_id: AtomicU64,
     outage_until: Mutex<Option<Instant>>,
-    conns: Mutex<HashMap<u64, watch::Sender<Option<Cut>>>>,
+    /// Open connections: how to cut each, and the bot's end of it.
+    conns: Mutex<HashMap<u64, Open>>,
     /// Connections whose cut is already noted: one cut each, however many ways it breaks.
     noted: Mutex<std::collections::HashSet<u64>>,
     /// Where cuts are noted; taken away at the end so the ledger's channel can close.
@@ -98,19 +102,25 @@ impl Control {
     /// Notes a cut for the ledger (before it happens), then makes it.
     fn cut(&self, conn: u64, how: Cut) {
         self.note_cut(conn);
-        if let Some(tx) = lock(&self.conns).get(&conn) {
+        if let Some((tx, _)) = lock(&self.conns).get(&conn) {
             let _ = tx.send(Some(how));
         }
     }
 
-    /// Notes that connection `conn` is cut, once per connection.
+    /// Notes that connection `conn` is cut, once per connection, with the bot's end of it
+    /// (the ledger puts a broken bot connection down to the cut of its own TCP connection
+    /// only).
     fn note_cut(&self, conn: u64) {
+        let Some(peer) = lock(&self.conns).get(&conn).map(|(_, peer)| *peer) else {
+            return;
+        };
         if !lock(&self.noted).insert(conn) {
             return;
         }
         if let Some(records) = &*lock(&self.records) {
             let _ = records.send(Record::NetworkCut {
                 at: std::time::Instant::now(),
+                peer,
             });
         }
     }
@@ -230,7 +240,7 @@ async fn connection(
 ) {
     // registered first, so an outage while it connects upstream cuts it too
     let (cut_tx, mut cut_rx) = watch::channel(None);
-    lock(&control.conns).insert(id, cut_tx);
+    lock(&control.conns).insert(id, (cut_tx, peer));
     let forget = |control: &Control| {
         lock(&control.conns).remove(&id);
         lock(&control.noted).remove(&id);

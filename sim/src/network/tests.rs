@@ -104,7 +104,11 @@ async fn limit_data_cuts_mid_stream_and_is_recorded() {
     s.write_all(&[7u8; 1000]).await.expect("write");
     let got = read_n(&mut s, 1000).await.unwrap_or_default();
     assert_eq!(got.len(), 100, "exactly the limit went through");
-    assert!(matches!(rx.recv().await, Some(Record::NetworkCut { .. })));
+    let me = s.local_addr().expect("local address");
+    assert!(
+        matches!(rx.recv().await, Some(Record::NetworkCut { peer, .. }) if peer == me),
+        "the cut names the bot's end of the connection it cut"
+    );
     assert!(rx.try_recv().is_err(), "one cut, noted once");
 }
 

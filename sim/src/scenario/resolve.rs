@@ -495,7 +495,7 @@ impl Resolver<'_> {
         let gate = Violation::ALL
             .iter()
             .map(|v| v.name())
-            .chain([Counter::ConnectFailed.name()])
+            .chain([Counter::ConnectFailed.name(), Counter::FaultsFailed.name()])
             .chain(adversary.then_some(ATTACKS_SUCCEEDED));
         for metric in gate {
             if !out.iter().any(|t| t.metric == metric && !t.at_least) {

@@ -70,14 +70,15 @@ fn every_violation_class_is_gated_at_zero_unless_the_scenario_says_otherwise() {
         assert_eq!(t[0].limit, expected, "{v}");
         assert_eq!(t[0].implicit, v != Violation::Lost, "{v}");
     }
-    assert!(
-        p.thresholds
-            .iter()
-            .any(|t| t.metric == "connect.failed" && t.implicit)
-    );
+    for gated in ["connect.failed", "faults.failed"] {
+        assert!(
+            p.thresholds.iter().any(|t| t.metric == gated && t.implicit),
+            "{gated}"
+        );
+    }
     // no [thresholds] at all: the gate alone
     let bare = GOOD.split("[thresholds]").next().expect("head");
-    assert_eq!(plan(bare).thresholds.len(), Violation::ALL.len() + 1);
+    assert_eq!(plan(bare).thresholds.len(), Violation::ALL.len() + 2);
 }
 
 #[test]

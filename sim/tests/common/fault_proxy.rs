@@ -1,11 +1,12 @@
 //! A backend with exactly one fault: the reference relay behind a proxy that reads every
 //! Socket.IO packet on WebSocket connections and breaks one rule in 20 (drops, duplicates,
 //! holds, leaks, misattributes, echoes, keeps markup, skips or repeats presence, corrupts
-//! a payload, closes a connection), or delays everything by a fixed time. With no fault it
-//! must be invisible: the simulator then reports nothing.
+//! a payload, closes a connection, refuses a valid reply), or delays everything by a fixed
+//! time. With no fault it must be invisible: the simulator then reports nothing.
 //!
-//! Long-polling connections are passed through untouched. Client packets are never
-//! changed, only watched (who joined as what, who sent which message).
+//! Long-polling connections are passed through untouched. Client packets are only watched
+//! (who joined as what, who sent which message), but for the replies to refuse, which are
+//! readdressed to a visitor that does not exist so that the relay refuses them itself.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -56,6 +57,9 @@ pub enum Fault {
     Malformed,
     /// One connection in 20 is closed by the "server" a few seconds after it joined.
     CloseConnection,
+    /// One operator reply in 20 is refused with `unknown_client` although its visitor is
+    /// online, as a cluster that checks `to` against its own node only does.
+    RefuseReply,
 }
 
 impl Fault {
@@ -161,6 +165,7 @@ async fn serve(
         client_read,
         server_write,
         id,
+        fault,
         state.clone(),
     ));
     server_to_client(server_read, rest, tx, id, fault, state).await;
@@ -206,6 +211,19 @@ fn server_frame(text: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// A client's text frame (clients must mask theirs; a zero key leaves the bytes as they are).
+fn client_frame(text: &str) -> Bytes {
+    let mut out = Vec::with_capacity(text.len() + 14);
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        mask: Some([0; 4]),
+        ..FrameHeader::default()
+    };
+    let _ = header.format(text.len() as u64, &mut out);
+    out.extend_from_slice(text.as_bytes());
+    Bytes::from(out)
+}
+
 fn close_frame() -> Bytes {
     let mut out = Vec::new();
     let header = FrameHeader {
@@ -220,13 +238,20 @@ async fn client_to_server(
     mut r: OwnedReadHalf,
     mut w: OwnedWriteHalf,
     id: usize,
+    fault: Fault,
     state: Arc<State>,
 ) {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         while let Some((op, payload, raw)) = next_frame(&mut buf) {
+            let mut raw = raw;
             if op == OpCode::Data(Data::Text) {
                 watch_client(&payload, id, &state);
+                if fault == Fault::RefuseReply
+                    && let Some(readdressed) = refuse(&payload)
+                {
+                    raw = readdressed;
+                }
             }
             if w.write_all(&raw).await.is_err() {
                 return;
@@ -237,6 +262,25 @@ async fn client_to_server(
             Ok(_) => {}
         }
     }
+}
+
+/// One operator reply in 20 (by its simulator id) readdressed to a visitor that does not
+/// exist, so that the relay refuses it as `unknown_client` through its ack and a
+/// `relayError` (and counts it against the sender's budget, as the simulator does).
+fn refuse(payload: &[u8]) -> Option<Bytes> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let (name, data) = wire::packet::split_event(text)?;
+    if name != event::OPERATOR_MESSAGE || sim::record::find_msg_id(data)? % 20 != 7 {
+        return None;
+    }
+    let ack = wire::packet::ack_id(text)?;
+    let mut v: Value = serde_json::from_str(data).ok()?;
+    let to = v.get("to")?.as_str()?.to_owned();
+    v["to"] = Value::from(format!("gone-{to}"));
+    Some(client_frame(&format!(
+        "42{ack}{}",
+        serde_json::json!([name, v])
+    )))
 }
 
 /// Learns who joined as a visitor and who sent which message.

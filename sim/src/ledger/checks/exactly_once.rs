@@ -2,11 +2,13 @@
 //! delivery that never came is lost.
 //!
 //! Owed: every operator socket but the sender whose join was confirmed before the message
-//! left and that stayed open the leave grace after it, and the addressed visitor under the
-//! same condition. A socket that starts to close is owed nothing from then on.
+//! left and that stayed open the delivery window after it (twice the slowest delivery of
+//! the messages sent around it, at most the protocol's delivery bound), and the addressed
+//! visitor under the same condition. A socket that starts to close is owed nothing from
+//! then on.
 //!
 //! A delivery missing because a connection broke is reported apart (`lost.disconnected`):
-//! the recipient's connection was lost within the grace after the message left, or the
+//! the recipient's connection was lost within the window after the message left, or the
 //! sender's was before the backend acknowledged it. Loss on healthy sockets is `lost`.
 
 use reports::model::{Counter, Violation};
@@ -40,7 +42,7 @@ impl Check for ExactlyOnce {
         if !m.owed {
             return;
         }
-        let grace = cx.evidence.leave_grace();
+        let grace = cx.evidence.delivery_window(m.sent_at);
         // the connection that carried the message broke before the backend confirmed it:
         // what it did not pass on went down with the connection
         let sender_cut = !matches!(m.ack, Some((AckOutcome::Accepted, _)))
@@ -48,12 +50,13 @@ impl Check for ExactlyOnce {
                 .registry
                 .get(m.sender)
                 .is_some_and(|s| cut_within(s, m.sent_at, grace) || silent(s, m.sent_at, grace));
+        let from = cx.registry.sid(m.sender);
         let missing = |tally: &mut Tally, s: &SocketInfo, what: &'static str| {
             if sender_cut {
                 tally.count(Counter::LostDisconnected, 1);
             } else {
                 tally.violation(Violation::Lost, Some(m.id), &s.sid, m.sent_at, || {
-                    what.into()
+                    format!("{what} (sent by {from})")
                 });
             }
         };

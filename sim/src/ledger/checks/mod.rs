@@ -11,6 +11,7 @@ mod operators_list;
 mod order;
 mod presence;
 mod rate_limit;
+mod refusals;
 mod sanitizing;
 
 use std::time::Instant;
@@ -24,7 +25,10 @@ pub use operators_list::OperatorsList;
 pub use order::Order;
 pub use presence::Presence;
 pub use rate_limit::RateLimit;
+pub use refusals::{REFUSAL_SETTLE, Refusals};
 pub use sanitizing::Sanitizing;
+
+use reports::model::Violation;
 
 use super::evidence::Evidence;
 use super::messages::Message;
@@ -33,11 +37,38 @@ use super::tally::Tally;
 use crate::metrics::{Path, PathHistograms};
 use crate::record::{MsgId, Observed, Record, SocketKey};
 
-/// Records a presence event `d` after its cause: latency and evidence.
-fn presence_latency(cx: &mut Cx<'_>, d: std::time::Duration) {
-    let us = crate::metrics::micros(d);
-    cx.histograms.record(Path::Presence, us, us);
-    cx.evidence.presence(d);
+/// A presence event that observer `sid` got at `at`: its latency from `cause` (when that
+/// came first), and, when `deadline` says when the backend had to know of its cause and how
+/// long it then had, `presence.late` if it came later than that (`first`: the first such
+/// announcement since the cause; a repeat is the duplicate check's business).
+fn presence_event(
+    cx: &mut Cx<'_>,
+    sid: &str,
+    at: Instant,
+    cause: Option<Instant>,
+    deadline: Option<(Instant, std::time::Duration)>,
+    what: impl FnOnce() -> String,
+) {
+    if let Some(cause) = cause.filter(|c| *c <= at) {
+        let d = at - cause;
+        let us = crate::metrics::micros(d);
+        cx.histograms.record(Path::Presence, us, us);
+        cx.evidence.presence(cause, d);
+    }
+    if let Some((known, bound)) = deadline.filter(|(k, _)| *k <= at)
+        && at - known > bound
+    {
+        let late = at - known;
+        cx.tally
+            .violation(Violation::PresenceLate, None, sid, at, || {
+                format!(
+                    "{} {:.1} s after its cause, past the protocol's {} s",
+                    what(),
+                    late.as_secs_f64(),
+                    bound.as_secs()
+                )
+            });
+    }
 }
 
 /// The receiving socket, instant and event of `record` when it is an event an
@@ -110,6 +141,9 @@ pub trait Check {
     /// Judges a message whose deliveries are final.
     fn settled(&mut self, _m: &mut Message, _cx: &mut Cx<'_>) {}
 
+    /// The ledger's clock moved on: judges what has waited long enough.
+    fn tick(&mut self, _cx: &mut Cx<'_>) {}
+
     /// The run ended: judges what remains.
     fn finish(&mut self, _cx: &mut Cx<'_>) {}
 }
@@ -129,6 +163,8 @@ pub struct Checks {
     pub order: Order,
     /// Deliveries over budget and refusals within it.
     pub rate_limit: RateLimit,
+    /// Valid requests refused.
+    pub refusals: Refusals,
     /// `newChat` and `chatEnded`.
     pub presence: Presence,
     /// `operatorConnected` and `operatorDisconnected`.
@@ -149,18 +185,20 @@ impl Checks {
             attribution: Attribution,
             order: Order::default(),
             rate_limit: RateLimit::new(rate_limit_per_minute),
+            refusals: Refusals::default(),
             presence: Presence::default(),
             operator_presence: OperatorPresence::default(),
             operators_list: OperatorsList::new(sharded),
-            connections: Connections::default(),
+            connections: Connections,
         }
     }
 
-    /// Every check, in judging order: the rate limit settles before losses are judged, the
-    /// duplicate check runs before any other looks at a delivery.
-    pub fn all(&mut self) -> [&mut dyn Check; 10] {
+    /// Every check, in judging order: the rate limit settles before refusals and losses are
+    /// judged, the duplicate check runs before any other looks at a delivery.
+    pub fn all(&mut self) -> [&mut dyn Check; 11] {
         [
             &mut self.rate_limit,
+            &mut self.refusals,
             &mut self.exactly_once,
             &mut self.sanitizing,
             &mut self.leaks,

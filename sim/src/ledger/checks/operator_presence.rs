@@ -4,7 +4,7 @@
 //!
 //! "First" and "last" tab come from what the ledger knows: an operator is online from the
 //! moment its first tab's `join` left until its last tab began to close. Tabs whose gap is
-//! shorter than the presence grace are one online span (the backend may or may not have
+//! shorter than the presence window there are one online span (the backend may or may not have
 //! seen zero tabs in between, so neither answer is wrong there). An operator with a tab
 //! whose join was never confirmed is not judged.
 
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use reports::model::Violation;
 
-use super::{Check, Cx, at_operator, presence_latency};
+use super::{Check, Cx, at_operator, presence_event};
 use crate::ledger::registry::SocketInfo;
 use crate::record::{Observed, Record, SocketKey};
 
@@ -33,42 +33,60 @@ impl OperatorPresence {
         online: bool,
         cx: &mut Cx<'_>,
     ) {
-        let Some(o) = cx.registry.get(observer) else {
+        let registry = cx.registry;
+        let Some(o) = registry.get(observer) else {
             return;
+        };
+        let event = if online {
+            "operatorConnected"
+        } else {
+            "operatorDisconnected"
         };
         let log = self.told.entry((observer, operator_id)).or_default();
         if log.last().is_some_and(|(was, _)| *was == online) {
-            let event = if online {
-                "operatorConnected"
-            } else {
-                "operatorDisconnected"
-            };
             cx.tally
                 .violation(Violation::PresenceDuplicated, None, &o.sid, at, || {
                     format!("{event} {operator_id} twice in a row")
                 });
         }
+        let tabs = || {
+            registry
+                .tabs_of(operator_id)
+                .iter()
+                .filter_map(|k| registry.get(*k))
+                .filter(|t| !t.refused)
+        };
+        // the nearest cause: the latest tab join (or departure) before it
+        let (cause, deadline) = if online {
+            let cause = tabs().map(|t| t.joining).filter(|c| *c <= at).max();
+            (cause, cause.map(|c| (c, relay::bounds::PRESENCE)))
+        } else {
+            let last = tabs()
+                .filter(|t| t.leaving.is_some_and(|l| l <= at))
+                .max_by_key(|t| t.leaving);
+            // a departure is late only when no tab is left online to be the reason
+            let alone = !tabs().any(|t| t.joining <= at && t.leaving.is_none_or(|l| l > at));
+            let deadline = last
+                .filter(|_| alone)
+                .and_then(|t| registry.departure_deadline(t));
+            (last.and_then(|t| t.leaving), deadline)
+        };
+        // only the first announcement since the cause can be late
+        let first = cause.is_some_and(|c| !log.iter().any(|(on, t)| *on == online && *t >= c));
         log.push((online, at));
-        // latency from the nearest cause: the latest tab join (or departure) before it
-        let cause = cx
-            .registry
-            .tabs_of(operator_id)
-            .iter()
-            .filter_map(|k| cx.registry.get(*k))
-            .filter_map(|t| if online { Some(t.joining) } else { t.leaving })
-            .filter(|c| *c <= at)
-            .max();
-        if let Some(cause) = cause {
-            presence_latency(cx, at - cause);
-        }
+        presence_event(cx, &o.sid, at, cause, deadline.filter(|_| first), || {
+            format!("{event} {operator_id}")
+        });
     }
 
-    /// Every operator's arrival and departure at every other operator socket owed them.
+    /// Every operator's arrival and departure at every other operator socket owed them:
+    /// those that stayed the presence window around the cause after it.
     fn missed_operators(&self, cx: &mut Cx<'_>) {
-        let grace = cx.evidence.presence_grace();
+        let evidence = &*cx.evidence;
+        let window = |t: Instant| evidence.presence_window(t);
         let mut missed = Vec::new();
         for (id, tabs) in cx.registry.tabs() {
-            let Some(spans) = spans(tabs.iter().filter_map(|k| cx.registry.get(*k)), grace) else {
+            let Some(spans) = spans(tabs.iter().filter_map(|k| cx.registry.get(*k)), window) else {
                 continue;
             };
             for (n, &(start, end)) in spans.iter().enumerate() {
@@ -83,7 +101,7 @@ impl OperatorPresence {
                         log.iter()
                             .any(|(on, t)| *on == online && *t >= from && before_next(*t))
                     };
-                    if o.owed_at(start, grace) && !got(true, start) {
+                    if o.owed_at(start, window(start)) && !got(true, start) {
                         missed.push((
                             o.sid.clone(),
                             start,
@@ -91,8 +109,11 @@ impl OperatorPresence {
                         ));
                     }
                     if let Some(end) = end
-                        && o.owed_at(end, grace)
-                        && !got(false, end.checked_sub(grace).unwrap_or(end).max(start))
+                        && o.owed_at(end, window(end))
+                        && !got(
+                            false,
+                            end.checked_sub(window(end)).unwrap_or(end).max(start),
+                        )
                     {
                         missed.push((
                             o.sid.clone(),
@@ -111,11 +132,11 @@ impl OperatorPresence {
 }
 
 /// An operator's online spans (from a tab's `join` to the last tab's departure; `None` for
-/// still online), tabs closer than `grace` merged; `None` when a tab's join was never
-/// confirmed (the backend may or may not count it).
+/// still online), tabs closer than the presence window at the earlier one's end merged;
+/// `None` when a tab's join was never confirmed (the backend may or may not count it).
 fn spans<'a>(
     tabs: impl Iterator<Item = &'a SocketInfo>,
-    grace: Duration,
+    window: impl Fn(Instant) -> Duration,
 ) -> Option<Vec<(Instant, Option<Instant>)>> {
     let mut intervals: Vec<(Instant, Option<Instant>)> = Vec::new();
     for t in tabs {
@@ -129,7 +150,7 @@ fn spans<'a>(
     let mut out: Vec<(Instant, Option<Instant>)> = Vec::new();
     for (start, end) in intervals {
         match out.last_mut() {
-            Some(last) if last.1.is_none_or(|e| start < e + grace) => {
+            Some(last) if last.1.is_none_or(|e| start < e + window(e)) => {
                 last.1 = match (last.1, end) {
                     (Some(a), Some(b)) => Some(a.max(b)),
                     _ => None,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use reports::model::Violation;
 
-use super::{Check, Cx, at_operator, presence_latency};
+use super::{Check, Cx, at_operator, presence_event};
 use crate::ledger::bits::Bits;
 use crate::ledger::registry::Registry;
 use crate::record::{Observed, Record, SocketKey};
@@ -60,10 +60,11 @@ impl Presence {
         started: bool,
         cx: &mut Cx<'_>,
     ) {
-        let Some(o) = cx.registry.get(observer) else {
+        let registry = cx.registry;
+        let Some(o) = registry.get(observer) else {
             return;
         };
-        let (Some(index), Some(vk)) = (o.operator_index, cx.registry.by_sid(client)) else {
+        let (Some(index), Some(vk)) = (o.operator_index, registry.by_sid(client)) else {
             return; // a visitor of another shard, or not a visitor of this run at all
         };
         let chat = self.chats.entry(vk).or_default();
@@ -79,18 +80,23 @@ impl Presence {
                     format!("{event} for {client} twice")
                 });
         }
-        let cause = cx
-            .registry
-            .get(vk)
-            .and_then(|v| if started { Some(v.joining) } else { v.leaving });
-        if let Some(cause) = cause.filter(|c| *c <= at) {
-            presence_latency(cx, at - cause);
-        }
+        let Some(v) = registry.get(vk) else {
+            return;
+        };
+        let (cause, deadline) = if started {
+            (Some(v.joining), Some((v.joining, relay::bounds::PRESENCE)))
+        } else {
+            (v.leaving, registry.departure_deadline(v))
+        };
+        let deadline = deadline.filter(|_| fresh);
+        presence_event(cx, &o.sid, at, cause, deadline, || {
+            format!("{event} for {client}")
+        });
     }
 
-    /// Every visitor's `newChat` and `chatEnded` at every operator socket owed them.
+    /// Every visitor's `newChat` and `chatEnded` at every operator socket owed them: those
+    /// that stayed the presence window around the cause after it.
     fn missed_chats(&self, cx: &mut Cx<'_>) {
-        let grace = cx.evidence.presence_grace();
         let mut missed = Vec::new();
         for (vk, v) in cx.registry.all() {
             if v.role.is_operator() || v.refused {
@@ -99,7 +105,7 @@ impl Presence {
             let chat = self.chats.get(&vk);
             for (_, o) in cx.registry.operators() {
                 let Some(i) = o.operator_index else { continue };
-                if o.owed_at(v.joining, grace)
+                if o.owed_at(v.joining, cx.evidence.presence_window(v.joining))
                     && !chat.is_some_and(|c| c.announced.get(u64::from(i)))
                 {
                     missed.push((
@@ -109,7 +115,7 @@ impl Presence {
                     ));
                 }
                 if let Some(left) = v.departure()
-                    && o.owed_at(left, grace)
+                    && o.owed_at(left, cx.evidence.presence_window(left))
                     && !chat.is_some_and(|c| c.ended.get(u64::from(i)))
                 {
                     missed.push((o.sid.clone(), left, format!("no chatEnded for {}", v.sid)));

@@ -2,7 +2,8 @@
 //! budget must not be delivered; one within budget must not be refused.
 //!
 //! The backend counts on its own clock, a little after the bot sent; how little is what the
-//! run observed (the evidence's rate tolerance). Each message is judged when it settles, in
+//! run observed around that moment (the evidence's rate window, at most the delivery
+//! bound). Each message is judged when it settles, in
 //! send order per socket, with two views of the sender's recent messages: one counting
 //! every accepted or uncertain message in a window stretched by the tolerance, one counting
 //! only certain ones in a window shrunk by it. Only when both agree is there a verdict.
@@ -18,10 +19,10 @@ use super::{Check, Cx};
 use crate::ledger::messages::Message;
 use crate::record::{AckOutcome, Observed, Record, SocketKey};
 
-const WINDOW: Duration = Duration::from_secs(60);
+const WINDOW: Duration = relay::bounds::RATE_WINDOW;
 
-/// How long a sender's verdicts are kept: the window and the largest tolerance.
-const KEEP: Duration = Duration::from_secs(120);
+/// How long a sender's verdicts are kept: the window and the widest tolerance.
+const KEEP: Duration = Duration::from_secs(WINDOW.as_secs() + relay::bounds::DELIVERY.as_secs());
 
 /// What the budget says of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,9 +132,10 @@ impl Check for RateLimit {
     }
 
     fn settled(&mut self, m: &mut Message, cx: &mut Cx<'_>) {
-        let tolerance = cx.evidence.rate_tolerance();
+        let tolerance = cx.evidence.rate_window(m.sent_at);
         let sender = self.senders.entry(m.sender).or_default();
         let verdict = sender.verdict(m.sent_at, tolerance, self.limit);
+        m.within_budget = verdict == Verdict::Accept;
         let ack = m.ack.as_ref().map(|(a, _)| a);
         let acked_limited = ack == Some(&AckOutcome::RateLimited);
         // every message a joined socket sends counts against its budget, even a refused one

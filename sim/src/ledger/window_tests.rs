@@ -1,0 +1,184 @@
+//! Windows of "either answer is right" come from their own moment and stay within the
+//! protocol's bounds; an event later than its bound is a violation of its own.
+
+use super::presence::{tab_on as tab, told};
+use super::*;
+
+fn chat_ended(w: &mut World, operator: SocketKey, ms: u64, visitor: &str) {
+    w.got(
+        operator,
+        ms,
+        Observed::ChatEnded {
+            client: visitor.into(),
+        },
+    );
+}
+
+#[test]
+fn a_slow_moment_does_not_excuse_a_loss_at_another() {
+    let mut w = World::new();
+    // at 5 s the backend takes 3 s: a socket leaving within that moment's window is excused
+    w.send_to_v1(1, 5_000);
+    w.got_to_client(V1, 1, 8_000);
+    w.broadcast(OP_B, 1, 8_000, (1, "Ann"));
+    // at 30 s it is quick again: OP_B leaving 500 ms after a message it never got lost it,
+    // although a window from the run's slowest delivery (6 s) would have excused it
+    w.send_to_v1(2, 30_000);
+    w.got_to_client(V1, 2, 30_002);
+    w.leave(OP_B, 30_500);
+    w.got(
+        OP_A,
+        30_501,
+        Observed::OperatorDisconnected { operator_id: 2 },
+    );
+    only(&w.finish(), Violation::Lost, 1);
+}
+
+#[test]
+fn a_socket_leaving_within_its_moments_window_is_owed_nothing() {
+    let mut w = World::new();
+    w.send_to_v1(1, 5_000);
+    w.got_to_client(V1, 1, 5_300); // this moment's backend takes 300 ms
+    w.leave(OP_B, 5_400); // within twice that: either answer is right
+    w.got(
+        OP_A,
+        5_401,
+        Observed::OperatorDisconnected { operator_id: 2 },
+    );
+    let c = w.finish();
+    assert_eq!(c["violations"], 0, "{c:?}");
+    assert_eq!(c["expected_deliveries"], 1, "{c:?}");
+}
+
+#[test]
+fn no_window_grows_past_its_bound() {
+    let mut w = World::new();
+    // at 1 s the backend takes 8.5 s: twice that would be 17 s, but no window passes the
+    // 10 s delivery bound, so OP_B, leaving 10.1 s after a message it never got, lost it
+    w.send_to_v1(1, 1_000);
+    w.deliver_ok(1, 9_500);
+    w.send(
+        OP_A,
+        2,
+        1_200,
+        SentKind::OperatorToClient { to: "v2".into() },
+    );
+    w.got(
+        V2,
+        1_300,
+        Observed::ToClient {
+            msg: Some(2),
+            from: "opA".into(),
+            unsanitized: false,
+        },
+    );
+    w.leave(OP_B, 11_300);
+    w.got(
+        OP_A,
+        11_301,
+        Observed::OperatorDisconnected { operator_id: 2 },
+    );
+    only(&w.finish(), Violation::Lost, 1);
+}
+
+#[test]
+fn a_chat_ended_past_the_presence_bound_is_late_not_missed() {
+    let mut w = World::new();
+    w.leave(V1, 1_000);
+    chat_ended(&mut w, OP_A, 9_000, "v1"); // 8 s: within the 10 s bound
+    chat_ended(&mut w, OP_B, 13_000, "v1"); // 12 s: late
+    let c = w.finish();
+    only(&c, Violation::PresenceLate, 1);
+}
+
+#[test]
+fn a_slow_presence_moment_does_not_excuse_a_miss_at_another() {
+    let mut w = World::new();
+    // V1's departure takes the backend 4 s to announce: in bound, and that moment's window
+    w.leave(V1, 1_000);
+    chat_ended(&mut w, OP_A, 5_000, "v1");
+    chat_ended(&mut w, OP_B, 5_000, "v1");
+    // V2 leaves at 40 s and OP_B leaves a second later without its chatEnded: owed, since
+    // this moment was quick (a window from the run's slowest event would be 8 s)
+    w.leave(V2, 40_000);
+    chat_ended(&mut w, OP_A, 40_002, "v2");
+    w.leave(OP_B, 41_000);
+    w.got(
+        OP_A,
+        41_001,
+        Observed::OperatorDisconnected { operator_id: 2 },
+    );
+    only(&w.finish(), Violation::PresenceMissed, 1);
+}
+
+#[test]
+fn a_dead_nodes_departures_are_late_after_ten_seconds_from_its_death() {
+    for (announced_ms, late) in [(9_000, 0), (21_000, 2)] {
+        let mut w = World::new();
+        tab(&mut w, 10, 1, 100);
+        told(&mut w, &[OP_A, OP_B], 102, true);
+        let at = w.at(1_000);
+        w.ledger.apply(Record::Fault {
+            killed: Some(1),
+            at,
+        });
+        w.cut(10, 1_001); // its tab's connection dies with the node
+        told(&mut w, &[OP_A, OP_B], announced_ms, false);
+        let c = w.finish();
+        assert_eq!(
+            c[Violation::PresenceLate.name()],
+            late,
+            "{announced_ms}: {c:?}"
+        );
+        assert_eq!(c["violations"], late, "{announced_ms}: {c:?}");
+    }
+}
+
+#[test]
+fn an_operators_departure_is_judged_late_only_when_no_tab_is_left() {
+    let mut w = World::new();
+    tab(&mut w, 10, 0, 100);
+    tab(&mut w, 11, 0, 100);
+    told(&mut w, &[OP_A, OP_B], 102, true);
+    w.leave(10, 1_000);
+    // tab 11 is still there: tab 10's leaving owes no departure; the last tab's does
+    w.leave(11, 30_000);
+    told(&mut w, &[OP_A, OP_B], 30_010, false);
+    assert_eq!(w.finish()["violations"], 0);
+    // the same departure announced 12 s after the last tab left is late
+    let mut w = World::new();
+    tab(&mut w, 10, 0, 100);
+    told(&mut w, &[OP_A, OP_B], 102, true);
+    w.leave(10, 1_000);
+    told(&mut w, &[OP_A, OP_B], 13_000, false);
+    let c = w.finish();
+    assert_eq!(c[Violation::PresenceLate.name()], 2, "{c:?}");
+}
+
+#[test]
+fn a_silently_broken_connection_has_the_ping_deadline_before_its_bound() {
+    let mut w = World::new();
+    w.proxy_cut(V1, 0, 1_000);
+    w.broke(V1, 1_000, 46_000); // last heard at 1 s, found broken at the ping deadline
+    // the backend notices at its own deadline (45 s + slack) and announces soon after
+    chat_ended(&mut w, OP_A, 47_000, "v1");
+    chat_ended(&mut w, OP_B, 48_000, "v1");
+    assert_eq!(w.finish()["violations"], 0);
+}
+
+#[test]
+fn the_judging_windows_are_reported_by_second_within_their_bounds() {
+    let mut w = World::new();
+    w.send_to_v1(1, 3_000);
+    w.got_to_client(V1, 1, 3_400);
+    w.broadcast(OP_B, 1, 3_400, (1, "Ann"));
+    w.got(OP_A, 20_000, Observed::Other("tick".into()));
+    let per = w.ledger.evidence().per_second(w.ledger.now());
+    assert_eq!(per.len(), 20);
+    assert!((per[3].delivery_ms - 850.0).abs() < 1e-6, "{:?}", per[3]);
+    assert!((per[10].delivery_ms - 50.0).abs() < 1e-6, "{:?}", per[10]);
+    assert!(
+        per.iter()
+            .all(|s| s.presence_ms <= 10_000.0 && s.rate_ms <= 10_000.0)
+    );
+}
