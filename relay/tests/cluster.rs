@@ -436,6 +436,56 @@ async fn cross_node_messages_sent_while_redis_restarts_all_arrive_in_order() {
     assert_eq!(held, 0.0, "nothing left waiting");
 }
 
+/// While Redis is away (or back but not yet whole), a node cannot tell whether a visitor of
+/// another node is connected: a reply to one is sent on, never refused as `unknown_client`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_to_a_visitor_of_another_node_are_not_refused_while_redis_restarts() {
+    let mut cluster = Cluster::start(2);
+    let (a, b) = (cluster.addr(0), cluster.addr(1));
+    let ann = operator_at(a, 1, "Ann").await;
+    let mut vera = client_at(b, "Vera").await;
+    vera.drain(QUIET).await;
+    const N: usize = 40;
+    let to = vera.sid.clone();
+    let sender = tokio::spawn(async move {
+        let mut ann = ann;
+        let mut acks = Vec::new();
+        for i in 0..N {
+            let ack = ann
+                .emit_with_ack(
+                    event::OPERATOR_MESSAGE,
+                    json!({"to": to, "type": "text", "message": format!("r{i}")}),
+                )
+                .await;
+            acks.push(ack);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        acks
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::task::block_in_place(|| cluster.redis.restart()).expect("redis restarts");
+    let acks = sender.await.expect("sender");
+    let refused: Vec<&Value> = acks.iter().filter(|a| a.get("error").is_some()).collect();
+    assert!(
+        refused.is_empty(),
+        "refused while Redis restarted: {refused:?}"
+    );
+    let mut got = Vec::new();
+    let deadline = Instant::now() + REDIS_RESTART_BOUND;
+    while got.len() < N {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match vera.recv_within(left).await {
+            Some((name, m)) if name == event::INCOMING_OPERATOR_MESSAGE => {
+                got.push(m["message"].as_str().unwrap_or_default().to_owned());
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let want: Vec<String> = (0..N).map(|i| format!("r{i}")).collect();
+    assert_eq!(got, want, "every reply arrives, in order");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_changes_while_redis_is_away_are_announced_once_it_returns() {
     let mut cluster = Cluster::start(2);

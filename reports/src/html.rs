@@ -44,6 +44,7 @@ pub fn render(r: &RunResult) -> String {
     if r.interrupted {
         h.push_str(r#"<p id="interrupted" class="note">Interrupted by Ctrl-C: the figures cover less than the scenario asked for, so the run fails.</p>"#);
     }
+    failed_faults(&mut h, r);
     let _ = write!(
         h,
         r#"<h1><span id="verdict" class="verdict {c}">{verdict}</span> {}</h1><p>{}</p>"#,
@@ -60,6 +61,23 @@ pub fn render(r: &RunResult) -> String {
     attacks(&mut h, r);
     h.push_str("</main></body></html>\n");
     h
+}
+
+/// Scheduled faults that could not be injected: the run did not break what it was asked to.
+fn failed_faults(h: &mut String, r: &RunResult) {
+    let name = Counter::FaultsFailed.name();
+    let n = r.counters.get(name).copied().unwrap_or(0);
+    if n == 0 {
+        return;
+    }
+    let _ = write!(
+        h,
+        r#"<p id="faults-failed" class="note">{n} scheduled fault(s) could not be injected, so the run did not break what its scenario asked for and fails:"#
+    );
+    for e in r.examples.get(name).into_iter().flatten() {
+        let _ = write!(h, " {} (at {:.1} s).", escape(&e.detail), e.at_s);
+    }
+    h.push_str("</p>");
 }
 
 fn thresholds(h: &mut String, r: &RunResult) {

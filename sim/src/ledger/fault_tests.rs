@@ -179,3 +179,35 @@ fn a_broken_connection_excuses_what_it_missed_only_when_the_proxy_cut_it() {
         }
     }
 }
+
+#[test]
+fn a_fault_that_failed_kills_nothing() {
+    let mut w = World::new();
+    let at = w.at(1);
+    w.ledger.apply(Record::Joining {
+        socket: 9,
+        role: BotRole::Operator,
+        sid: "opB2".into(),
+        operator: Some((2, "Bob".into())),
+        node: 1,
+        ping_deadline: PING_DEADLINE,
+        at,
+    });
+    let at = w.at(100);
+    w.ledger.apply(Record::Fault {
+        killed: Some(1),
+        at,
+    });
+    let at = w.at(150);
+    w.ledger.apply(Record::FaultFailed {
+        why: "`kill -9 1234` exited with exit status: 1".into(),
+        node: Some(1),
+        at,
+    });
+    // node 1 lives on: the backend closing its socket now is the backend's doing
+    w.cut(9, 200);
+    let c = w.finish();
+    assert_eq!(c["faults.failed"], 1, "{c:?}");
+    assert_eq!(c["disconnected.fault"], 0, "{c:?}");
+    assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
+}
