@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::hdr;
-use crate::model::{PathLatency, RunResult, SecondLatency, SecondSample};
+use crate::model::{PathLatency, RunResult, SecondLatency, SecondSample, SteadyState};
 
 /// Why results could not be merged.
 #[derive(Debug, thiserror::Error)]
@@ -82,21 +82,7 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult, MergeError> {
         .find(|r| !r.attacks.is_empty())
         .map(|r| r.attacks.clone())
         .unwrap_or_default();
-    merged.paths = BTreeMap::new();
-    let names: std::collections::BTreeSet<&String> =
-        results.iter().flat_map(|r| r.paths.keys()).collect();
-    for name in names {
-        let parts: Vec<&PathLatency> = results.iter().filter_map(|r| r.paths.get(name)).collect();
-        let intended: Vec<_> = parts.iter().map(|p| &p.intended).collect();
-        let service: Vec<_> = parts.iter().map(|p| &p.service).collect();
-        merged.paths.insert(
-            name.clone(),
-            PathLatency {
-                intended: hdr::merge(&intended)?,
-                service: hdr::merge(&service)?,
-            },
-        );
-    }
+    merged.paths = merge_paths(results.iter().map(|r| &r.paths))?;
     let lags: Vec<_> = results.iter().filter_map(|r| r.send_lag.as_ref()).collect();
     merged.send_lag = if lags.is_empty() {
         None
@@ -112,9 +98,11 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult, MergeError> {
                 delivered: 0,
                 connected: 0,
                 violations: 0,
+                late: 0,
                 latency: BTreeMap::new(),
             });
             m.sent += s.sent;
+            m.late += s.late;
             m.delivered += s.delivered;
             m.connected += s.connected;
             m.violations += s.violations;
@@ -129,6 +117,23 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult, MergeError> {
         }
     }
     merged.timeseries = seconds.into_values().collect();
+    let steady: Vec<&SteadyState> = results.iter().filter_map(|r| r.steady.as_ref()).collect();
+    merged.steady = match steady.first() {
+        Some(first) if steady.len() == results.len() => {
+            let lags: Vec<_> = steady.iter().filter_map(|s| s.send_lag.as_ref()).collect();
+            Some(SteadyState {
+                from_s: first.from_s,
+                to_s: first.to_s,
+                paths: merge_paths(steady.iter().map(|s| &s.paths))?,
+                send_lag: if lags.is_empty() {
+                    None
+                } else {
+                    Some(hdr::merge(&lags)?)
+                },
+            })
+        }
+        _ => None,
+    };
     merged.examples = BTreeMap::new();
     for r in results {
         for (class, list) in &r.examples {
@@ -147,6 +152,27 @@ pub fn merge(results: &[RunResult]) -> Result<RunResult, MergeError> {
         results.iter().map(|r| r.environment.sim_peak_rss_kib).sum();
     merged.judge();
     Ok(merged)
+}
+
+/// Every path of `parts`, each merged exactly from its histograms.
+fn merge_paths<'a>(
+    parts: impl Iterator<Item = &'a BTreeMap<String, PathLatency>> + Clone,
+) -> Result<BTreeMap<String, PathLatency>, MergeError> {
+    let names: std::collections::BTreeSet<&String> = parts.clone().flat_map(|p| p.keys()).collect();
+    let mut out = BTreeMap::new();
+    for name in names {
+        let each: Vec<&PathLatency> = parts.clone().filter_map(|p| p.get(name)).collect();
+        let intended: Vec<_> = each.iter().map(|p| &p.intended).collect();
+        let service: Vec<_> = each.iter().map(|p| &p.service).collect();
+        out.insert(
+            name.clone(),
+            PathLatency {
+                intended: hdr::merge(&intended)?,
+                service: hdr::merge(&service)?,
+            },
+        );
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -220,12 +246,14 @@ pub(crate) mod tests {
                 delivered: 7,
                 connected: 3,
                 violations: lost,
+                late: 0,
                 latency: BTreeMap::new(),
             }],
             examples: BTreeMap::new(),
             judging: None,
             target_watch: None,
             attacks: Vec::new(),
+            steady: None,
         }
     }
 

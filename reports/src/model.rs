@@ -44,7 +44,7 @@ pub struct RunResult {
     pub timeseries: Vec<SecondSample>,
     /// Up to 20 examples of each violation class.
     pub examples: BTreeMap<String, Vec<ViolationExample>>,
-    /// The tolerances the verdicts were judged with (absent in schema 1 results).
+    /// The windows the verdicts were judged with (absent in schema 1 results).
     #[serde(default)]
     pub judging: Option<Judging>,
     /// What the target's `/metrics` said while the run went on (absent when the target
@@ -54,6 +54,24 @@ pub struct RunResult {
     /// What the adversary tried and how each attack went (empty without adversaries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attacks: Vec<AttackReport>,
+    /// Latency and send lag over the steady part of sending only, from a second after the
+    /// last bot's arrival to the end of sending: what `sim capacity` judges a load by, the
+    /// ramp's connection storm left out. Absent when the run has no such second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steady: Option<SteadyState>,
+}
+
+/// The steady part of a run's sending.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SteadyState {
+    /// Where it starts, seconds since the run started.
+    pub from_s: f64,
+    /// Where it ends, seconds since the run started.
+    pub to_s: f64,
+    /// Latency per path of the deliveries that arrived in it.
+    pub paths: BTreeMap<String, PathLatency>,
+    /// Send lag of the sends intended in it.
+    pub send_lag: Option<LatencySummary>,
 }
 
 /// One attack of the adversary: its attempts and their verdicts, with examples.
@@ -117,6 +135,15 @@ pub struct TargetSample {
     /// target process only).
     #[serde(default)]
     pub hottest_thread: Option<f64>,
+    /// How much of a core that thread wanted since the previous sample: running, or ready
+    /// and waiting for a core (Linux's schedstat). Near 1, it was the limit, however busy
+    /// the machine kept it from running.
+    #[serde(default)]
+    pub hottest_thread_wanted: Option<f64>,
+    /// Seconds the simulator's bot thread (or process) was running or ready and waiting
+    /// for a core, since it started: beside `sim_cpu_s`, whether it wanted more than it got.
+    #[serde(default)]
+    pub sim_wanted_s: Option<f64>,
 }
 
 /// The windows a run judged with. A window is a span of "either answer is right" (a socket
@@ -311,6 +338,9 @@ pub struct SecondSample {
     pub connected: u64,
     /// Violations found in this second.
     pub violations: u64,
+    /// Sends of this second that left more than 10 ms after their intended instant.
+    #[serde(default)]
+    pub late: u64,
     /// p50 and p99 (ms, intended time) per path in this second.
     pub latency: BTreeMap<String, SecondLatency>,
 }

@@ -28,6 +28,26 @@ pub fn threads_cpu(pid: u32) -> Vec<(u32, f64)> {
         .collect()
 }
 
+/// Seconds a thread has wanted a core since it started: running, or runnable and waiting
+/// for one (the first two fields of its `schedstat`, in ns). Beside its CPU time, how much
+/// more it would have used on an idle machine.
+fn wanted_in(schedstat: &str) -> Option<f64> {
+    let mut f = schedstat.split_whitespace();
+    let run: f64 = f.next()?.parse().ok()?;
+    let wait: f64 = f.next()?.parse().ok()?;
+    Some((run + wait) / 1e9)
+}
+
+/// Seconds thread `tid` of process `pid` has wanted a core (see [`wanted_in`]).
+pub fn thread_wanted(pid: u32, tid: u32) -> Option<f64> {
+    wanted_in(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?)
+}
+
+/// Seconds thread `tid` of this process has wanted a core.
+pub fn own_thread_wanted(tid: u32) -> Option<f64> {
+    wanted_in(&std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?)
+}
+
 /// This thread's id (Linux tid).
 pub fn this_thread() -> Option<u32> {
     let link = std::fs::read_link("/proc/thread-self").ok()?;
@@ -137,6 +157,15 @@ mod tests {
             "{threads:?}"
         );
         assert!(machine_busy().is_some_and(|b| b > 0.0));
+        // the spin above ran on this thread: it wanted at least that much of a core
+        assert!(
+            own_thread_wanted(tid).is_some_and(|w| w >= 0.03),
+            "{:?}",
+            own_thread_wanted(tid)
+        );
+        assert!(thread_wanted(std::process::id(), tid).is_some());
+        assert_eq!(wanted_in("2000000000 500000000 7"), Some(2.5));
+        assert_eq!(wanted_in("x"), None);
         assert!(cores().is_some_and(|c| c >= 1.0));
         assert_eq!(
             busy_in("cpu  100 0 50 1000 7 3 2 1 0 0"),

@@ -123,6 +123,16 @@ pub fn build(
         judging: Some(judging(ledger)),
         target_watch: cx.watch,
         attacks: Vec::new(),
+        steady: ledger.steady().map(|(from, to, h)| {
+            let at =
+                |t: std::time::Instant| t.saturating_duration_since(ledger.start()).as_secs_f64();
+            reports::model::SteadyState {
+                from_s: at(from),
+                to_s: at(to),
+                paths: h.summaries(),
+                send_lag: h.lag_summary(),
+            }
+        }),
     };
     attack_counters(&mut result.counters, &cx.attacks);
     result.attacks = cx.attacks;

@@ -212,6 +212,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
         ledger,
         progress.snapshot(),
         closing.clone(),
+        phases::steady_window(&plan),
     ));
     let mut tasks = Vec::new();
     for spec in bot_specs(&plan, tokio::time::Instant::from_std(start), shard) {

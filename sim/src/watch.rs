@@ -33,9 +33,13 @@ struct CpuSources {
     target_pids: Vec<u32>,
     /// The thread the bots run on, when they have one to themselves.
     bot_thread: Option<u32>,
-    /// Each target thread's CPU seconds at the previous sample, and when.
-    threads: Option<(Instant, std::collections::HashMap<u32, f64>)>,
+    /// Each target thread's CPU seconds and seconds it wanted a core, at the previous
+    /// sample, and when.
+    threads: Option<(Instant, ThreadTimes)>,
 }
+
+/// Each thread's (process, thread) CPU seconds and seconds it wanted a core.
+type ThreadTimes = std::collections::HashMap<(u32, u32), (f64, f64)>;
 
 impl CpuSources {
     fn find(nodes: &[SocketAddr], bot_thread: Option<u32>) -> Self {
@@ -54,29 +58,43 @@ impl CpuSources {
         }
     }
 
-    /// CPU of the target's busiest thread since the previous call, in cores: a
-    /// single-threaded target (an event loop) is used up at one core, whatever the machine
-    /// has.
-    fn hottest_thread(&mut self) -> Option<f64> {
+    /// CPU of the target's busiest thread since the previous call, in cores (a
+    /// single-threaded target, an event loop, is used up at one core, whatever the machine
+    /// has), and the most of a core any of its threads wanted (running, or ready and kept
+    /// waiting by a busy machine).
+    fn hottest_thread(&mut self) -> (Option<f64>, Option<f64>) {
         if self.target_pids.is_empty() {
-            return None;
+            return (None, None);
         }
         let now = Instant::now();
-        let cpus: std::collections::HashMap<u32, f64> = self
+        let threads: ThreadTimes = self
             .target_pids
             .iter()
-            .flat_map(|p| crate::procfs::threads_cpu(*p))
+            .flat_map(|p| {
+                crate::procfs::threads_cpu(*p)
+                    .into_iter()
+                    .map(move |(t, cpu)| {
+                        let wanted = crate::procfs::thread_wanted(*p, t).unwrap_or(cpu);
+                        ((*p, t), (cpu, wanted))
+                    })
+            })
             .collect();
-        let hottest = self.threads.as_ref().and_then(|(then, before)| {
+        let rates = self.threads.as_ref().and_then(|(then, before)| {
             let dt = now.duration_since(*then).as_secs_f64();
             (dt > 0.1).then(|| {
-                cpus.iter()
-                    .filter_map(|(t, c)| Some((c - before.get(t)?) / dt))
-                    .fold(0.0, f64::max)
+                threads
+                    .iter()
+                    .filter_map(|(t, (c, w))| {
+                        let (c0, w0) = before.get(t)?;
+                        Some(((c - c0) / dt, (w - w0) / dt))
+                    })
+                    .fold((0.0, 0.0), |(c, w), (ci, wi)| {
+                        (f64::max(c, ci), f64::max(w, wi))
+                    })
             })
         });
-        self.threads = Some((now, cpus));
-        hottest
+        self.threads = Some((now, threads));
+        (rates.map(|r| r.0), rates.map(|r| r.1))
     }
 
     fn target_cpu(&self) -> Option<f64> {
@@ -94,6 +112,11 @@ impl CpuSources {
             Some(t) => crate::procfs::thread_cpu(t),
             None => crate::procfs::own_cpu(),
         }
+    }
+
+    /// Seconds the bot thread wanted a core (when the bots have a thread to themselves).
+    fn sim_wanted(&self) -> Option<f64> {
+        crate::procfs::own_thread_wanted(self.bot_thread?)
     }
 }
 
@@ -176,6 +199,7 @@ impl Watcher {
 }
 
 fn sample(start: Instant, f: Figures, cpu: &mut CpuSources) -> TargetSample {
+    let (hottest_thread, hottest_thread_wanted) = cpu.hottest_thread();
     TargetSample {
         t_s: start.elapsed().as_secs_f64(),
         rss_mib: f.rss_bytes.map(|b| b / (1024.0 * 1024.0)),
@@ -184,7 +208,9 @@ fn sample(start: Instant, f: Figures, cpu: &mut CpuSources) -> TargetSample {
         cpu_s: f.cpu_s.or_else(|| cpu.target_cpu()),
         sim_cpu_s: cpu.sim_cpu(),
         machine_busy_s: crate::procfs::machine_busy(),
-        hottest_thread: cpu.hottest_thread(),
+        hottest_thread,
+        hottest_thread_wanted,
+        sim_wanted_s: cpu.sim_wanted(),
     }
 }
 
@@ -333,6 +359,8 @@ mod tests {
             sim_cpu_s: None,
             machine_busy_s: None,
             hottest_thread: None,
+            hottest_thread_wanted: None,
+            sim_wanted_s: None,
         };
         // 1 MiB per minute after 60 s, a jump during warm-up ignored
         let samples = [

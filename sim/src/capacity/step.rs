@@ -1,6 +1,8 @@
-//! One load step judged: what the trial achieved against what it offered, the resources it
-//! used while every bot was in, whether the generator, the target or the machine ran out,
-//! and which resource limits the first load that failed.
+//! One load step judged on its steady state (from a second after the last bot arrived to
+//! the end of sending: the ramp's connection storm is no part of a load's verdict): what
+//! the trial achieved against what it offered, its latency there, the resources it used,
+//! whether the generator, the target or the machine ran out, by evidence sustained over
+//! that window, and which resource limits the first load that failed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,8 +19,12 @@ const SATURATED: f64 = 0.9;
 /// loop queues hard well before it is busy all the time.
 const THREAD_SATURATED: f64 = 0.8;
 
-/// Send lag p99 above which the generator is behind its schedule, ms (the ledger's "late").
-const LAG_BEHIND_MS: f64 = 10.0;
+/// Share of a steady window's sends that may leave late (over 10 ms, the ledger's "late")
+/// before the generator counts as behind, if it also was late in most of its seconds.
+const LATE_SHARE: f64 = 0.01;
+
+/// Seconds with late sends it takes, at the least, for lag to count as sustained.
+const SUSTAINED_SECONDS: f64 = 3.0;
 
 /// Share of the offered rate a step must send.
 const ACHIEVED: f64 = 0.95;
@@ -37,16 +43,23 @@ pub struct Trial<'a> {
     pub bot_thread: bool,
 }
 
-/// Sent and delivered per second, and resources in cores, over `[from, to)` seconds.
+/// Sent and delivered per second, late sends, and resources in cores, over `[from, to)`
+/// seconds.
 struct Window {
     /// Seconds counted.
     span: f64,
     sent: f64,
     delivered: f64,
+    /// Late sends in all, and the seconds that had any.
+    late: f64,
+    late_seconds: f64,
     target_cpu: Option<f64>,
     sim_cpu: Option<f64>,
+    /// Share of a core the bot thread wanted (running, or waiting for a core).
+    sim_wanted: Option<f64>,
     machine: Option<f64>,
     hottest_thread: Option<f64>,
+    hottest_thread_wanted: Option<f64>,
 }
 
 fn window(r: &RunResult, from: f64, to: f64) -> Window {
@@ -72,17 +85,27 @@ fn window(r: &RunResult, from: f64, to: f64) -> Window {
         let (first, last) = (points.first()?, points.last()?);
         (last.0 - first.0 >= 1.0).then(|| (last.1 - first.1) / (last.0 - first.0))
     };
+    let mean = |f: fn(&TargetSample) -> Option<f64>| {
+        let v: Vec<f64> = samples.iter().filter_map(|s| f(s)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
     Window {
         span,
         sent: sum(|s| s.sent),
         delivered: sum(|s| s.delivered),
+        late: sum(|s| s.late) * span,
+        late_seconds: r
+            .timeseries
+            .iter()
+            .filter(inside)
+            .filter(|s| s.late > 0)
+            .count() as f64,
         target_cpu: rate(|s| s.cpu_s),
         sim_cpu: rate(|s| s.sim_cpu_s),
+        sim_wanted: rate(|s| s.sim_wanted_s),
         machine: rate(|s| s.machine_busy_s),
-        hottest_thread: {
-            let v: Vec<f64> = samples.iter().filter_map(|s| s.hottest_thread).collect();
-            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-        },
+        hottest_thread: mean(|s| s.hottest_thread),
+        hottest_thread_wanted: mean(|s| s.hottest_thread_wanted),
     }
 }
 
@@ -91,21 +114,40 @@ fn usable_cores() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
-/// Judges one trial: every threshold of its plan (the default gate and the SLOs), the rate
-/// it achieved, its connections, and what ran out.
+/// The result as the steady window shows it: its latency and send lag in place of the whole
+/// run's, every threshold judged again (correctness stays the whole run's).
+fn steady_view(r: &RunResult) -> RunResult {
+    let mut v = r.clone();
+    if let Some(s) = &r.steady {
+        v.paths.clone_from(&s.paths);
+        v.send_lag.clone_from(&s.send_lag);
+        v.judge();
+    }
+    v
+}
+
+/// Judges one trial on its steady window: every threshold of its plan (the default gate
+/// over the whole run, the SLOs over the window), the rate it achieved, its connections,
+/// and what ran out, by evidence sustained over the window.
 pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep {
     let bot_thread = t.bot_thread;
     let plan = t.plan;
-    // from a second after the last bot arrived (its join takes a moment) to sending's end
-    let to = plan.duration.max(plan.ramp()).as_secs_f64();
-    let from = (plan.ramp().as_secs_f64() + 1.0).min(to - 1.0).max(0.0);
+    let steady = steady_view(r);
+    // the window in whole seconds, as the run measured its steady state
+    let (from, to) = match crate::phases::steady_window(plan) {
+        Some((from, to)) => (from.as_secs_f64(), to.as_secs_f64()),
+        None => {
+            let to = plan.duration.max(plan.ramp()).as_secs_f64();
+            ((plan.ramp().as_secs_f64() + 1.0).min(to - 1.0).max(0.0), to)
+        }
+    };
     let w = window(r, from, to);
     let offered = plan.offered_msgs_per_s();
     let embedded = matches!(plan.target, Target::Embedded { .. });
     // the machine's busy time is host-wide; a target is bounded by the cores it may use
     let machine_cores = crate::procfs::cores().unwrap_or_else(usable_cores);
     let cores = usable_cores();
-    let mut failures: Vec<String> = r
+    let mut failures: Vec<String> = steady
         .thresholds
         .iter()
         .filter(|v| !v.passed)
@@ -136,40 +178,66 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
     if r.interrupted {
         failures.push("interrupted".into());
     }
-    let lag_p99 = r.send_lag.as_ref().map(|l| l.p99_ms);
+    let lag_p99 = steady.send_lag.as_ref().map(|l| l.p99_ms);
     let sim_cpu = w.sim_cpu;
     let target_cpu = if embedded { None } else { w.target_cpu };
     let machine = w.machine.map(|m| m / machine_cores);
-    let mut saturated = None;
-    let generator_busy = bot_thread && !embedded && sim_cpu.is_some_and(|c| c >= SATURATED);
-    let lagging = lag_p99.filter(|l| *l > LAG_BEHIND_MS);
-    // lag on a machine with no CPU to spare is the machine's, not the generator's
     let machine_full = machine.is_some_and(|m| m >= SATURATED);
-    let behind = lagging.is_some() && !machine_full;
-    if let (Some(l), true) = (lagging, machine_full) {
+    let generator = !embedded && bot_thread;
+    // the generator's own evidence, over the steady window only: its thread using a core,
+    // or wanting one it did not get, or late sends in most seconds (never a p99 of a few)
+    let sim_busy = generator && sim_cpu.is_some_and(|c| c >= SATURATED);
+    let sim_starved = generator && !sim_busy && w.sim_wanted.is_some_and(|c| c >= SATURATED);
+    let sends = w.sent * w.span;
+    let lagging = sends > 0.0
+        && w.late > LATE_SHARE * sends
+        && w.late_seconds >= SUSTAINED_SECONDS
+        && w.late_seconds * 2.0 >= w.span;
+    let behind = (lagging || sim_starved).then(|| {
+        let mut why = Vec::new();
+        if lagging {
+            why.push(format!(
+                "{:.1} % of its sends late, in {:.0} of {:.0} seconds",
+                100.0 * w.late / sends,
+                w.late_seconds,
+                w.span
+            ));
+        }
+        if let Some(c) = w.sim_wanted.filter(|_| sim_starved) {
+            why.push(format!(
+                "its bot thread wanting {:.0} % of a core",
+                c * 100.0
+            ));
+        }
+        why.join(", ")
+    });
+    let mut saturated = None;
+    if let (Some(why), true) = (&behind, machine_full) {
+        // behind on a machine with no CPU to spare: the machine's doing, not the generator's
         failures.push(format!(
-            "the machine saturated: send lag p99 {l:.1} ms, this step measures the machine"
+            "the machine saturated: the generator fell behind ({why}), this step measures the machine"
         ));
     }
-    if generator_busy || behind {
+    if sim_busy || (behind.is_some() && !machine_full) {
         let mut why = Vec::new();
-        if let Some(c) = sim_cpu.filter(|_| generator_busy) {
+        if let Some(c) = sim_cpu.filter(|_| sim_busy) {
             why.push(format!("its bot thread at {:.0} % of a core", c * 100.0));
         }
-        if let Some(l) = lag_p99.filter(|_| behind) {
-            why.push(format!("send lag p99 {l:.1} ms"));
-        }
+        why.extend(behind.filter(|_| !machine_full));
         saturated = Some(format!("generator ({})", why.join(", ")));
         failures.push("the generator saturated: this step measures the simulator".into());
     } else if let Some(c) = target_cpu.filter(|c| *c >= SATURATED * cores) {
         saturated = Some(format!("target CPU ({c:.2} of {cores:.0} cores)"));
     } else if let Some(h) = w
-        .hottest_thread
+        .hottest_thread_wanted
+        .or(w.hottest_thread)
         .filter(|h| !embedded && *h >= THREAD_SATURATED)
     {
         saturated = Some(format!(
-            "target CPU (its busiest thread at {:.0} % of a core{})",
+            "target CPU (its busiest thread wanting {:.0} % of a core, running {}{})",
             h * 100.0,
+            w.hottest_thread
+                .map_or("?".into(), |c| format!("{:.0} %", c * 100.0)),
             target_cpu.map_or(String::new(), |c| format!(", {c:.2} cores in all"))
         ));
     } else if let Some(m) = machine.filter(|m| *m >= SATURATED) {
@@ -191,7 +259,7 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
         duration_s: plan.duration.as_secs_f64(),
         ramp_s: plan.ramp().as_secs_f64(),
         wall_s: t.wall.as_secs_f64(),
-        latency: r
+        latency: steady
             .paths
             .iter()
             .filter(|(_, p)| p.intended.count > 0)
@@ -303,67 +371,4 @@ fn short(v: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failing(failures: &[&str], saturated: Option<&str>) -> CapacityStep {
-        CapacityStep {
-            stage: "bisect".into(),
-            load: 2.0,
-            bots: 10,
-            offered_msgs_per_s: 100.0,
-            achieved_msgs_per_s: 90.0,
-            deliveries_per_s: 1800.0,
-            duration_s: 10.0,
-            ramp_s: 1.0,
-            wall_s: 15.0,
-            latency: BTreeMap::new(),
-            send_lag_p99_ms: Some(0.1),
-            sim_cpu_cores: Some(0.5),
-            target_cpu_cores: Some(0.7),
-            machine_cpu: Some(0.6),
-            violations: 0,
-            connect_failed: 0,
-            passed: false,
-            failures: failures.iter().map(|f| (*f).to_owned()).collect(),
-            saturated: saturated.map(str::to_owned),
-            result: "step/result.json".into(),
-        }
-    }
-
-    #[test]
-    fn the_limit_names_the_generator_and_suggests_shards() {
-        let (text, generator) = limit(&failing(
-            &["the generator saturated: this step measures the simulator"],
-            Some("generator (its bot thread at 95 % of a core)"),
-        ));
-        assert!(generator);
-        assert!(
-            text.contains("not the target") && text.contains("--shard"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn the_limit_names_the_resource_or_what_broke() {
-        let (text, generator) = limit(&failing(
-            &["fanout.p99_ms = 60 (needs <= 50)"],
-            Some("machine CPU (95 % of 2 cores)"),
-        ));
-        assert!(!generator);
-        assert!(
-            text.starts_with("machine CPU") && text.contains("fanout.p99_ms"),
-            "{text}"
-        );
-        let (text, _) = limit(&failing(&["lost = 3 (needs <= 0)"], None));
-        assert!(text.starts_with("correctness under load"), "{text}");
-        let (text, _) = limit(&failing(&["fanout.p99_ms = 60 (needs <= 50)"], None));
-        assert!(
-            text.starts_with("latency, with CPU to spare") && text.contains("machine 60 %"),
-            "{text}"
-        );
-        let mut gone = failing(&["target http://x is unreachable"], None);
-        gone.result.clear();
-        assert!(limit(&gone).0.starts_with("the step could not run"));
-    }
-}
+mod tests;

@@ -47,6 +47,19 @@ pub struct Ledger {
     /// When each visitor last typed, and when an operator last typed to each visitor.
     typing_from: HashMap<SocketKey, Instant>,
     typing_to: HashMap<SocketKey, Instant>,
+    /// The steady part of sending, measured apart.
+    steady: Steady,
+}
+
+/// The steady part of sending: the histograms as it began, then its own.
+#[derive(Debug)]
+enum Steady {
+    /// Not begun.
+    Waiting,
+    /// Begun at this instant, the histograms as they were then.
+    Since(Instant, Box<PathHistograms>),
+    /// Over: from, to, and what was recorded in between.
+    Measured(Instant, Instant, Box<PathHistograms>),
 }
 
 impl Ledger {
@@ -65,6 +78,31 @@ impl Ledger {
             checks: Checks::new(rate_limit, sharded),
             typing_from: HashMap::new(),
             typing_to: HashMap::new(),
+            steady: Steady::Waiting,
+        }
+    }
+
+    /// The steady part of sending begins now (`at`): latency from here on is measured
+    /// apart too.
+    pub fn begin_steady(&mut self, at: Instant) {
+        if matches!(self.steady, Steady::Waiting) {
+            self.steady = Steady::Since(at, Box::new(self.histograms.clone()));
+        }
+    }
+
+    /// The steady part of sending ends now (`at`).
+    pub fn end_steady(&mut self, at: Instant) {
+        if let Steady::Since(from, before) = &self.steady {
+            let window = self.histograms.since(before);
+            self.steady = Steady::Measured(*from, at, Box::new(window));
+        }
+    }
+
+    /// The steady part of sending, once over: from, to, and its histograms.
+    pub fn steady(&self) -> Option<(Instant, Instant, &PathHistograms)> {
+        match &self.steady {
+            Steady::Measured(from, to, h) => Some((*from, *to, h)),
+            _ => None,
         }
     }
 

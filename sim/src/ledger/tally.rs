@@ -19,6 +19,8 @@ pub struct SecondTally {
     pub delivered: u64,
     /// Violations found.
     pub violations: u64,
+    /// Sends that left late.
+    pub late: u64,
 }
 
 /// Counters, violations and examples of one run.
@@ -49,6 +51,7 @@ impl Tally {
         match c {
             Counter::Sent => self.second.sent += n,
             Counter::Delivered => self.second.delivered += n,
+            Counter::GeneratorLate => self.second.late += n,
             _ => {}
         }
     }
