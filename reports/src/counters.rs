@@ -19,7 +19,7 @@ pub enum Violation {
     Misattributed,
     /// Sent back to the socket that sent it.
     Echoed,
-    /// Arrived after the protocol's delivery bound, when its message had been judged.
+    /// An owed delivery that arrived after the protocol's delivery bound.
     DeliveryLate,
     /// A request the protocol says must succeed was refused (an ack error or `relayError`).
     Refused,
@@ -99,7 +99,7 @@ impl Violation {
             Violation::Leaked => "reached a socket that must not see it",
             Violation::Misattributed => "wrong sender, identity or event",
             Violation::Echoed => "sent back to its sender",
-            Violation::DeliveryLate => "arrived after the delivery bound (also counted lost then)",
+            Violation::DeliveryLate => "arrived after the protocol's delivery bound",
             Violation::Refused => "a valid request refused (ack error or relayError)",
             Violation::Reordered => "overtaken by a later message of its sender",
             Violation::Unsanitized => "markup delivered",

@@ -50,19 +50,23 @@ impl Closing {
 
     fn publish(&self, ledger: &Ledger) {
         if let Some(since) = self.since() {
-            let n = ledger.outstanding_chat_ended(since);
-            if n < self.outstanding.swap(n, Ordering::AcqRel) {
-                *self.progress.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(Instant::now());
-            }
+            self.owed(ledger.outstanding_chat_ended(since), Instant::now());
         }
     }
 
-    /// True once nothing is owed, or nothing owed has arrived for the presence bound since
-    /// `gone` (the last visitor left) or the last one that did.
-    fn settled(&self, gone: Instant) -> bool {
+    /// `n` are still owed at `now`: fewer than before is progress.
+    fn owed(&self, n: u64, now: Instant) {
+        if n < self.outstanding.swap(n, Ordering::AcqRel) {
+            *self.progress.lock().unwrap_or_else(PoisonError::into_inner) = Some(now);
+        }
+    }
+
+    /// True at `now` once nothing is owed, or nothing owed has arrived for the presence
+    /// bound since `gone` (the last visitor left) or the last one that did.
+    fn settled(&self, gone: Instant, now: Instant) -> bool {
         let last = *self.progress.lock().unwrap_or_else(PoisonError::into_inner);
-        let quiet = last.map_or(gone, |p| p.max(gone)).elapsed() >= relay::bounds::PRESENCE;
+        let since = last.map_or(gone, |p| p.max(gone));
+        let quiet = now.saturating_duration_since(since) >= relay::bounds::PRESENCE;
         self.mark.load(Ordering::Acquire) >= 1
             && (self.outstanding.load(Ordering::Acquire) == 0 || quiet)
     }
@@ -227,7 +231,7 @@ pub async fn drive(
     let _ = shared.records.send(Record::Mark(1));
     let gone = Instant::now();
     progress.phase("chatEnded");
-    until(MAX_CLOSING_WAIT, || closing.settled(gone)).await;
+    until(MAX_CLOSING_WAIT, || closing.settled(gone, Instant::now())).await;
     drop(listener); // stays alive: a second Ctrl-C while closing still exits
     let _ = phase.send(Phase::OperatorsLeave);
     progress.phase("operators leave");
@@ -243,5 +247,41 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closing_waits_while_owed_events_keep_coming() {
+        let c = Closing::default();
+        let gone = Instant::now();
+        let at = |s: u64| gone + Duration::from_secs(s);
+        c.mark.store(1, Ordering::Release);
+        c.owed(100, at(0));
+        // a backend announcing slowly but steadily: 8 s, then 16 s in, some more arrive
+        c.owed(60, at(8));
+        assert!(!c.settled(gone, at(12)), "progress 4 s ago");
+        c.owed(20, at(16));
+        assert!(!c.settled(gone, at(25)), "progress 9 s ago");
+        // then nothing for the protocol's bound: what is still owed is missed
+        assert!(c.settled(gone, at(26)));
+        // and once nothing is owed, at once
+        c.owed(0, at(26));
+        assert!(c.settled(gone, at(26)));
+    }
+
+    #[test]
+    fn closing_never_ends_before_the_leaving_is_applied() {
+        let c = Closing::default();
+        let gone = Instant::now();
+        assert!(
+            !c.settled(gone, gone + Duration::from_secs(60)),
+            "no mark yet"
+        );
+        c.mark.store(1, Ordering::Release);
+        assert!(c.settled(gone, gone), "nothing owed");
     }
 }

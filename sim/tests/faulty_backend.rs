@@ -26,35 +26,6 @@ async fn smoke(fault: Fault, budget: u32, tag: &str) -> RunResult {
     run(opts).await.expect("the run happens").result
 }
 
-/// The run failed on `class` and on no other violation class.
-fn fails_on_exactly(r: &RunResult, class: Violation, fault: Fault) {
-    assert!(!r.passed, "{fault:?}: the run passed");
-    assert!(
-        r.counters[class.name()] > 0,
-        "{fault:?}: no {class}: {:?}",
-        r.counters
-    );
-    assert!(
-        r.examples.get(class.name()).is_some_and(|e| !e.is_empty()),
-        "{fault:?}: no example of {class}"
-    );
-    for other in Violation::ALL.into_iter().filter(|v| *v != class) {
-        assert_eq!(
-            r.counters[other.name()],
-            0,
-            "{fault:?} is reported as {other} too: {:?}",
-            r.examples.get(other.name())
-        );
-    }
-    let failed: Vec<&str> = r
-        .thresholds
-        .iter()
-        .filter(|t| !t.passed && Violation::from_name(&t.metric).is_some())
-        .map(|t| t.metric.as_str())
-        .collect();
-    assert_eq!(failed, [class.name()], "{fault:?}: failed class thresholds");
-}
-
 /// Runs every case at once (each is light) and checks each.
 async fn check(cases: &[(Fault, Violation)]) {
     let runs = cases.iter().enumerate().map(|(i, (fault, _))| {
@@ -63,7 +34,7 @@ async fn check(cases: &[(Fault, Violation)]) {
     });
     let results = futures_join(runs).await;
     for ((fault, class), r) in cases.iter().zip(results) {
-        fails_on_exactly(&r, *class, *fault);
+        common::fails_on_exactly(&r, *class, fault);
     }
 }
 
@@ -108,6 +79,52 @@ async fn presence_and_connection_faults_are_named() {
     .await;
 }
 
+/// A chat where every socket stays to the end (so a delivery held 13 s still finds its
+/// recipient), sending for 20 s.
+const STEADY_CHAT: &str = r#"[scenario]
+name = "steady"
+duration = "20s"
+drain = "2s"
+
+[relay]
+rate_limit_per_minute = 60
+
+[[bots]]
+name = "operators"
+role = "operator"
+count = 8
+ramp_up = "500ms"
+messages_per_minute = 20
+
+[[bots]]
+name = "visitors"
+role = "client"
+count = 40
+ramp_up = "1s"
+messages_per_minute = 10
+"#;
+
+/// Deliveries held past the protocol's 10 s bound (and within twice it) are
+/// `delivery.late`, and nothing else: not lost, not reordered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_deliveries_are_named() {
+    let (relay, _stop) = common::relay(BUDGET).await;
+    let proxy = fault_proxy::start(relay, Fault::LateDelivery).await;
+    let dir = common::temp_dir("fault-late");
+    let scenario = dir.join("steady.toml");
+    std::fs::write(&scenario, STEADY_CHAT).expect("write");
+    let opts = RunOptions::new(scenario, dir.join("out"))
+        .against(format!("http://{}/chat", proxy.addr), common::SECRET);
+    let r = run(opts).await.expect("the run happens").result;
+    common::fails_on_exactly(&r, Violation::DeliveryLate, &Fault::LateDelivery);
+    let late = &r.examples[Violation::DeliveryLate.name()];
+    assert!(
+        late.iter()
+            .all(|e| e.detail.starts_with("owed, and came after")),
+        "{late:?}"
+    );
+}
+
 /// Valid replies refused through their ack (the visitor online) fail as `refused`, and
 /// nothing else: a refused message is owed to nobody, so nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,8 +139,16 @@ async fn rate_limit_faults_are_named() {
     let loose = tokio::spawn(smoke(Fault::None, BUDGET * 105 / 100, "loose"));
     let tight = tokio::spawn(smoke(Fault::None, BUDGET * 95 / 100, "tight"));
     let (loose, tight) = (loose.await.expect("run"), tight.await.expect("run"));
-    fails_on_exactly(&loose, Violation::RateLimitWronglyDelivered, Fault::None);
-    fails_on_exactly(&tight, Violation::RateLimitWronglyRejected, Fault::None);
+    common::fails_on_exactly(
+        &loose,
+        Violation::RateLimitWronglyDelivered,
+        &"a looser budget",
+    );
+    common::fails_on_exactly(
+        &tight,
+        Violation::RateLimitWronglyRejected,
+        &"a tighter budget",
+    );
 }
 
 /// The proxy itself is invisible, and a backend that takes 300 ms for everything is slow,

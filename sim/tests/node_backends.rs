@@ -2,12 +2,108 @@
 //! (`sim/tests/js/`): a correct implementation of `docs/PROTOCOL.md` passes smoke with no
 //! violation; the frontend guide's own example server fails on what it really gets wrong
 //! (it sends every visitor's message to every socket), and its honest broadcasts, which
-//! copy the identity the frontend sends, are not accused of misattribution.
+//! copy the identity the frontend sends, are not accused of misattribution. A correct
+//! cluster of three Node processes on Redis passes with a node killed mid-run, and the
+//! same cluster with one fault fails on exactly its class: replies refused across nodes
+//! are `refused`, a dead node's departures announced 20 s late are `presence.late`.
 
 mod common;
 
 use reports::model::{RunResult, Violation};
 use sim::run::{RunOptions, run};
+
+/// A chat spread over three nodes (bots take them in turn, so most deliveries and
+/// presence events cross nodes), with operator tabs and visitors that come and go; node 3
+/// is killed (`kill -9 {pid}`) at 3 s and its bots reconnect to the survivors. Sending
+/// lasts 24 s, so that announcements 20 s after the death still find the operators there.
+const CLUSTER_CHAT: &str = r#"[scenario]
+name = "node-cluster"
+description = "3 Node processes on Redis, node 3 killed at 3 s"
+duration = "24s"
+drain = "2s"
+seed = 23
+
+[relay]
+rate_limit_per_minute = 60
+
+[reconnect]
+delay = "500ms"
+max_delay = "2s"
+
+[[faults]]
+at = "3s"
+command = "kill -9 {pid}"
+node = 3
+
+[[bots]]
+name = "operators"
+role = "operator"
+count = 8
+ramp_up = "1s"
+messages_per_minute = 12
+typing_probability = 0.3
+
+[[bots]]
+name = "multi-tab operators"
+role = "operator"
+count = 2
+tabs = 3
+messages_per_minute = 6
+lifetime = "5s"
+offline = "1s"
+reconnects = 2
+
+[[bots]]
+name = "supervisor"
+role = "supervisor"
+count = 1
+
+[[bots]]
+name = "visitors"
+role = "client"
+count = 60
+ramp_up = "2s"
+messages_per_minute = 6
+typing_probability = 0.3
+
+[[bots]]
+name = "passing visitors"
+role = "client"
+count = 9
+ramp_up = "2s"
+messages_per_minute = 6
+lifetime = "4s"
+offline = "1s"
+reconnects = 3
+
+[[bots]]
+name = "polling visitors"
+role = "client"
+count = 6
+ramp_up = "2s"
+transport = "polling"
+messages_per_minute = 6
+"#;
+
+/// [`CLUSTER_CHAT`] against three nodes with `faults` (`CLUSTER_FAULTS`).
+async fn cluster_chat(faults: &'static str) -> RunResult {
+    let label = if faults.is_empty() { "correct" } else { faults };
+    let env = [
+        ("RATE_LIMIT_PER_MINUTE", "60"),
+        ("CLUSTER_FAULTS", faults),
+        ("REDIS_PREFIX", label),
+    ];
+    let cluster = common::node_cluster(3, &env).await;
+    let pid = cluster.nodes[2].id().expect("node 3 runs");
+    let dir = common::temp_dir(&format!("node-cluster-{label}"));
+    let scenario = dir.join("node-cluster.toml");
+    std::fs::write(&scenario, CLUSTER_CHAT.replace("{pid}", &pid.to_string())).expect("write");
+    let opts = RunOptions::new(scenario, dir.join("out"))
+        .against_each(cluster.urls.clone(), common::SECRET);
+    let r = run(opts).await.expect("the run happens").result;
+    drop(cluster);
+    r
+}
 
 async fn smoke(script: &str) -> RunResult {
     let (_child, url) = common::node(script, &[("RATE_LIMIT_PER_MINUTE", "60")]).await;
@@ -63,5 +159,53 @@ async fn the_guides_example_server_fails_on_what_it_gets_wrong() {
         0,
         "{:?}",
         r.examples.get(Violation::Misattributed.name())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cluster_passes_through_a_killed_node_and_each_fault_fails_on_its_class() {
+    let correct = tokio::spawn(cluster_chat(""));
+    let local_to = tokio::spawn(cluster_chat("local_to"));
+    let late_reap = tokio::spawn(cluster_chat("late_reap"));
+    let (correct, local_to, late_reap) = (
+        correct.await.expect("run"),
+        local_to.await.expect("run"),
+        late_reap.await.expect("run"),
+    );
+    let c = |r: &RunResult, k: &str| r.counters.get(k).copied().unwrap_or(0);
+    let failed: Vec<_> = correct.thresholds.iter().filter(|t| !t.passed).collect();
+    assert!(
+        correct.passed,
+        "failed: {failed:?}\nexamples: {:?}",
+        correct.examples
+    );
+    // the node really died: its sockets were cut by the fault, its bots came back, and
+    // deliveries crossed nodes all along
+    assert!(
+        c(&correct, "disconnected.fault") > 0,
+        "{:?}",
+        correct.counters
+    );
+    assert!(correct.paths["reconnect"].intended.count > 0);
+    assert!(correct.paths["cross_node"].intended.count > 500);
+    assert_eq!(c(&correct, "faults.failed"), 0);
+
+    common::fails_on_exactly(
+        &local_to,
+        Violation::Refused,
+        &"replies refused across nodes",
+    );
+    let refused = &local_to.examples[Violation::Refused.name()];
+    assert!(
+        refused.iter().all(|e| e.detail.contains("unknown_client")),
+        "{refused:?}"
+    );
+
+    common::fails_on_exactly(&late_reap, Violation::PresenceLate, &"departures 20 s late");
+    let late = &late_reap.examples[Violation::PresenceLate.name()];
+    assert!(
+        late.iter()
+            .all(|e| e.detail.contains("past the protocol's 10 s")),
+        "{late:?}"
     );
 }

@@ -236,13 +236,19 @@ impl Ledger {
         }
         let Some(message) = self.book.get(id) else {
             if self.book.is_settled(id) {
+                let awaited = self.checks.exactly_once.arrived_late(id, to);
                 self.tally
                     .violation(Violation::DeliveryLate, Some(id), &to_info.sid, at, || {
-                        format!(
-                            "arrived after its message was judged, {} s after it left (the \
-                             protocol's delivery bound); counted lost then if it was owed",
-                            SETTLE_AFTER.as_secs()
-                        )
+                        if awaited {
+                            format!(
+                                "owed, and came after the protocol's delivery bound ({} s)",
+                                SETTLE_AFTER.as_secs()
+                            )
+                        } else {
+                            "came after its message was judged: a repeat, or an owed one \
+                             more than twice the delivery bound late (then counted lost too)"
+                                .into()
+                        }
                     });
             } else {
                 self.tally

@@ -53,6 +53,14 @@ impl SocketInfo {
             && self.stays(t, grace)
     }
 
+    /// True for operator-role sockets owed what the room got for a cause the backend saw
+    /// anywhere from `from` to `to` (a departure it may learn of late): joined before the
+    /// earliest, and still there `grace` after the latest. One that joined in between may
+    /// or may not have been told: either answer is right.
+    pub fn owed_across(&self, from: Instant, to: Instant, grace: Duration) -> bool {
+        self.owed_at(from, Duration::ZERO) && self.stays(to, grace)
+    }
+
     /// Still open, and still hearing, `grace` after `t`: a connection whose transport broke
     /// heard nothing after it was last heard from, whenever the bot found out.
     pub fn stays(&self, t: Instant, grace: Duration) -> bool {
@@ -139,6 +147,26 @@ impl Registry {
             .rev()
             .find(|&&(n, k)| n == node && k <= at && at <= k + FAULT_WINDOW)
             .map(|&(_, k)| k)
+    }
+
+    /// The latest the backend may learn that `s` went: when it left; for a connection that
+    /// broke silently, its ping deadline after it was last heard from; for one on a killed
+    /// node, the protocol's dead-node bound after the kill (survivors reap it by then).
+    pub fn departure(&self, s: &SocketInfo) -> Option<Instant> {
+        let latest = s.departure()?;
+        match s.leaving {
+            Some(left) if s.closed_by_server => Some(
+                self.killed_before(s.node, left)
+                    .map_or(latest, |k| latest.max(k + bounds::DEAD_NODE)),
+            ),
+            _ => Some(latest),
+        }
+    }
+
+    /// The earliest the backend may see `s` go: when it left, or, for a link that broke
+    /// silently, when it was last heard from.
+    pub fn earliest_departure(s: &SocketInfo) -> Option<Instant> {
+        s.leaving.map(|l| s.silent_since.map_or(l, |q| q.min(l)))
     }
 
     /// When the backend must know that `s` went and how long it then has to announce it:

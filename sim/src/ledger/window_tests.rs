@@ -182,3 +182,104 @@ fn the_judging_windows_are_reported_by_second_within_their_bounds() {
             .all(|s| s.presence_ms <= 10_000.0 && s.rate_ms <= 10_000.0)
     );
 }
+
+#[test]
+fn a_tab_back_from_a_dead_node_before_its_reaping_may_or_may_not_be_announced() {
+    // operator 3's tab on node 1 dies with it at 1 s; the tab is back on node 0 at 2.5 s,
+    // before the survivors (who have 10 s) reaped the dead one: the backend may never have
+    // counted zero tabs, or may have announced the departure and the return
+    for announced in [false, true] {
+        let mut w = World::new();
+        tab(&mut w, 10, 1, 100);
+        told(&mut w, &[OP_A, OP_B], 102, true);
+        let at = w.at(1_000);
+        w.ledger.apply(Record::Fault {
+            killed: Some(1),
+            at,
+        });
+        w.cut(10, 1_001);
+        tab(&mut w, 11, 0, 2_500);
+        if announced {
+            told(&mut w, &[OP_A, OP_B], 3_000, false);
+            told(&mut w, &[OP_A, OP_B], 3_001, true);
+        }
+        let c = w.finish();
+        assert_eq!(c["violations"], 0, "announced: {announced}: {c:?}");
+    }
+}
+
+#[test]
+fn a_departure_announced_before_its_latest_moment_counts() {
+    // the tab's link broke silently at 1 s; the backend noticed early (at 3 s) and said so
+    let mut w = World::new();
+    tab(&mut w, 10, 0, 100);
+    told(&mut w, &[OP_A, OP_B], 102, true);
+    w.proxy_cut(10, 0, 1_000);
+    told(&mut w, &[OP_A, OP_B], 3_000, false);
+    w.broke(10, 1_000, 46_000);
+    let c = w.finish();
+    assert_eq!(c["violations"], 0, "{c:?}");
+}
+
+#[test]
+fn an_operator_joining_while_a_dead_node_is_reaped_is_owed_nothing_of_it() {
+    let mut w = World::new();
+    let at = w.at(100);
+    w.ledger.apply(Record::Joining {
+        socket: 9,
+        role: BotRole::Client,
+        sid: "v9".into(),
+        operator: None,
+        node: 1,
+        ping_deadline: PING_DEADLINE,
+        at,
+    });
+    for o in [OP_A, OP_B] {
+        w.got(
+            o,
+            101,
+            Observed::NewChat {
+                client: "v9".into(),
+                username: "v9".into(),
+            },
+        );
+    }
+    let at = w.at(1_000);
+    w.ledger.apply(Record::Fault {
+        killed: Some(1),
+        at,
+    });
+    w.cut(9, 1_001);
+    // the survivors reap it at 2 s; an operator tab joining at 2.5 s, before the latest
+    // reaping (11 s), may or may not be told: either answer is right
+    chat_ended(&mut w, OP_A, 2_000, "v9");
+    chat_ended(&mut w, OP_B, 2_000, "v9");
+    tab(&mut w, 12, 0, 2_500);
+    told(&mut w, &[OP_A, OP_B], 2_600, true);
+    let c = w.finish();
+    assert_eq!(c["violations"], 0, "{c:?}");
+}
+
+#[test]
+fn a_delivery_past_its_bound_is_late_and_not_lost() {
+    let mut w = World::new();
+    w.send_to_v1(1, 1_000);
+    w.got_to_client(V1, 1, 1_002);
+    // judged at 11 s with OP_B's copy missing: awaited one bound more
+    w.got(OP_A, 11_500, Observed::Other("tick".into()));
+    w.ledger.settle_due_now();
+    assert_eq!(w.ledger.counter(Counter::Violations), 0);
+    w.broadcast(OP_B, 1, 15_000, (1, "Ann"));
+    only(&w.finish(), Violation::DeliveryLate, 1);
+    // one that never comes is lost once that second bound has passed, not before
+    let mut w = World::new();
+    w.send_to_v1(1, 1_000);
+    w.got_to_client(V1, 1, 1_002);
+    w.got(OP_A, 20_500, Observed::Other("tick".into()));
+    w.ledger.settle_due_now();
+    assert_eq!(w.ledger.counter(Counter::Violations), 0, "still awaited");
+    w.got(OP_A, 21_100, Observed::Other("tick".into()));
+    w.ledger.settle_due_now();
+    assert_eq!(w.ledger.counter(Counter::Violations), 1, "lost at 21 s");
+    only(&w.finish(), Violation::Lost, 1);
+}

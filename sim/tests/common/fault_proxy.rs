@@ -60,7 +60,16 @@ pub enum Fault {
     /// One operator reply in 20 is refused with `unknown_client` although its visitor is
     /// online, as a cluster that checks `to` against its own node only does.
     RefuseReply,
+    /// One chat delivery in 20 of the proxy's first [`LATE_FOR`] is held [`LATE_BY`]:
+    /// past the protocol's 10 s delivery bound, within twice it.
+    LateDelivery,
 }
+
+/// How long the [`Fault::LateDelivery`] proxy holds deliveries back.
+pub const LATE_BY: Duration = Duration::from_secs(13);
+
+/// For how long after it starts the [`Fault::LateDelivery`] proxy holds deliveries.
+pub const LATE_FOR: Duration = Duration::from_secs(5);
 
 impl Fault {
     fn one_in_20(counter: &AtomicU64) -> bool {
@@ -74,8 +83,9 @@ struct Conn {
     to_client: Option<mpsc::UnboundedSender<(Instant, Bytes)>>,
 }
 
-#[derive(Default)]
 struct State {
+    /// When the proxy started.
+    started: Instant,
     conns: Mutex<Vec<Conn>>,
     /// Which connection sent each simulator message id.
     senders: Mutex<HashMap<u64, usize>>,
@@ -107,7 +117,18 @@ impl Drop for FaultProxy {
 pub async fn start(upstream: SocketAddr, fault: Fault) -> FaultProxy {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let state = Arc::new(State::default());
+    let state = Arc::new(State {
+        started: Instant::now(),
+        conns: Mutex::default(),
+        senders: Mutex::default(),
+        subjects: Mutex::default(),
+        misrouted: Mutex::default(),
+        deliveries: AtomicU64::default(),
+        broadcasts: AtomicU64::default(),
+        presence: AtomicU64::default(),
+        typing: AtomicU64::default(),
+        accepted: AtomicU64::default(),
+    });
     let task = tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
             let state = state.clone();
@@ -361,7 +382,7 @@ async fn server_to_client(
                         .and_then(|c| c.to_client.clone())
                 };
                 let Some(t) = target else { continue };
-                if fault == Fault::ReorderHold && at > now {
+                if matches!(fault, Fault::ReorderHold | Fault::LateDelivery) && at > now {
                     // the connection's writer keeps order: a held packet joins it later
                     tokio::spawn(async move {
                         tokio::time::sleep_until(at).await;
@@ -429,6 +450,13 @@ fn break_rule(
         Fault::ReorderHold if chat && Fault::one_in_20(&state.deliveries) => {
             // far in the future: held apart from the connection's queue, see `HOLD`
             vec![(me, now + HOLD, raw)]
+        }
+        Fault::LateDelivery
+            if chat
+                && state.started.elapsed() < LATE_FOR
+                && Fault::one_in_20(&state.deliveries) =>
+        {
+            vec![(me, now + LATE_BY, raw)]
         }
         Fault::SkipSanitizing
             if chat && data.contains("#sim") && Fault::one_in_20(&state.deliveries) =>

@@ -39,6 +39,32 @@ pub async fn relay(rate_limit: u32) -> (SocketAddr, tokio::sync::oneshot::Sender
     (addr, tx)
 }
 
+/// A cluster of Node processes (`tests/js/cluster-server.mjs`) on a Redis of its own: the
+/// children (killed on drop), their URLs, and the Redis (stopped on drop).
+pub struct NodeCluster {
+    pub nodes: Vec<tokio::process::Child>,
+    pub urls: Vec<String>,
+    pub redis: relay::embedded::RedisServer,
+}
+
+/// Starts `n` nodes of `cluster-server.mjs` on a fresh Redis, with `env` (e.g. its
+/// `CLUSTER_FAULTS`).
+pub async fn node_cluster(n: usize, env: &[(&str, &str)]) -> NodeCluster {
+    let redis = tokio::task::block_in_place(relay::embedded::RedisServer::start)
+        .expect("redis-server (scripts/test installs it)");
+    let url = redis.url();
+    let mut nodes = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..n {
+        let mut all: Vec<(&str, &str)> = vec![("REDIS_URL", url.as_str())];
+        all.extend_from_slice(env);
+        let (child, u) = node("cluster-server.mjs", &all).await;
+        nodes.push(child);
+        urls.push(u);
+    }
+    NodeCluster { nodes, urls, redis }
+}
+
 /// Starts the Node backend `script` of `tests/js` on a free port, with the tests' JWT
 /// secret and `env`; returns the child (killed on drop) and its URL.
 pub async fn node(script: &str, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
@@ -71,4 +97,39 @@ pub async fn node(script: &str, env: &[(&str, &str)]) -> (tokio::process::Child,
         .strip_prefix("listening ")
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
     (child, format!("http://127.0.0.1:{port}/chat"))
+}
+
+/// The run failed on `class` and on no other violation class, with an example of it, and
+/// its only failed class threshold is that class's.
+pub fn fails_on_exactly(
+    r: &reports::model::RunResult,
+    class: reports::model::Violation,
+    what: &dyn std::fmt::Debug,
+) {
+    use reports::model::Violation;
+    assert!(!r.passed, "{what:?}: the run passed");
+    assert!(
+        r.counters[class.name()] > 0,
+        "{what:?}: no {class}: {:?}",
+        r.counters
+    );
+    assert!(
+        r.examples.get(class.name()).is_some_and(|e| !e.is_empty()),
+        "{what:?}: no example of {class}"
+    );
+    for other in Violation::ALL.into_iter().filter(|v| *v != class) {
+        assert_eq!(
+            r.counters[other.name()],
+            0,
+            "{what:?} is reported as {other} too: {:?}",
+            r.examples.get(other.name())
+        );
+    }
+    let failed: Vec<&str> = r
+        .thresholds
+        .iter()
+        .filter(|t| !t.passed && Violation::from_name(&t.metric).is_some())
+        .map(|t| t.metric.as_str())
+        .collect();
+    assert_eq!(failed, [class.name()], "{what:?}: failed class thresholds");
 }

@@ -12,15 +12,25 @@
 //   MAX_IMAGE_BYTES               largest decoded image (1000000)
 //   SOCKET_PATH                   Socket.IO path (/chat)
 //   SOCKET_HOST                   listen address (unset: every interface, IPv4 and IPv6)
+//   PING_INTERVAL_MS              Engine.IO ping interval (25000, socket.io's default)
+//   PING_TIMEOUT_MS               how long a pong may take (20000, socket.io's default); a peer
+//                                 silent for interval + timeout is dropped. The simulator's
+//                                 half-open attack waits that long (plus 5 s), so shorter
+//                                 values keep its runs short
 //   WEAKNESSES                    deliberate weaknesses to turn on (unset: none), see below
 //   WORK_US_PER_MESSAGE           CPU to burn on every chat message, µs (0): a slow backend
 //                                 whose one event loop saturates near 1e6 / this messages/s
+// HTTP: GET /health answers 200 {"status":"ok", and presence counts}; nothing else is served
+// (no /metrics, unless weakness 9 is on).
 //
 // WEAKNESSES exists so that the simulator's adversary can be proven to catch each weakness
 // (sim/tests/security.rs); unset or empty, this is the correct server and nothing below
-// changes. `all` turns on every one, otherwise it is a comma-separated list of names (an
-// unknown name exits with status 2). Each is a branch marked `// WEAK n (name):` in the code.
-// Never run the server with any of them on as a real backend.
+// changes. It is a comma-separated list of names (an unknown name exits with status 2);
+// `all` turns on the first seven, the ones that let an attack through: 8 to 10 harm the
+// target itself, which the adversary blames on whichever attack was under way, so they would
+// blur the verdicts of the others and are turned on by name only. Each is a branch marked
+// `// WEAK n (name):` in the code (1, 2 and 5 in lib/tokens.mjs and lib/images.mjs, turned
+// on from here). Never run the server with any of them on as a real backend.
 //   1. alg_none           a token whose header says "alg":"none" is accepted unsigned: any
 //                         signature part, even an empty one, passes.
 //   2. no_expiry          `exp` is not compared with the clock: expired tokens are accepted
@@ -38,15 +48,48 @@
 //                         only the CORS headers of HTTP responses.
 //   7. no_typing_limit    typing events are never dropped (TYPING_RATE_LIMIT_PER_MINUTE is
 //                         still parsed, then ignored).
+//   8. keeps_half_open    a connection whose peer vanished without closing is never reaped:
+//                         the pong deadline is never armed, so a peer that stops answering is
+//                         pinged once and kept, its visitor never ended (until its TCP
+//                         connection closes). The ping values announced stay the same.
+//   9. hoards_memory      frames over 4 x MAX_PAYLOAD_BYTES no longer close the connection: they
+//                         are read whole (up to 1 GiB), refused as payload_too_large as any
+//                         oversized event is, and their events kept forever. GET /metrics
+//                         serves process_resident_memory_bytes (Prometheus text), so that the
+//                         growth can be seen.
+//  10. health_fails_under_load  once a socket has gone over its message budget, GET /health
+//                         answers 503 {"status":"overloaded"}; the alarm is cleared by the
+//                         first /health that reports it.
 //
 // Every handler is synchronous and runs from `onAny`, so one socket's events are handled in
 // arrival order. socket.io calls `onAny` a tick after each packet is decoded, even once the
 // socket is gone (only specific listeners are skipped then): a connection closed while its
 // packets wait for that tick (a packet for a namespace it never joined closes it at once)
 // fires `disconnect` first, so events arriving after `disconnect` are ignored.
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { createServer } from "node:http";
 import { Server } from "socket.io";
+
+import { envInt as readInt, envNames, failer, portArg } from "./lib/env.mjs";
+import {
+  MESSAGE_EVENTS,
+  OPERATORS,
+  ROLE_OF,
+  Refusal,
+  TYPING_EVENTS,
+  byOperator,
+  clientDelivery,
+  eventSize,
+  field,
+  messageBody,
+  messageIds,
+  object,
+  operatorDeliveries,
+  timestamp,
+  validateContent,
+} from "./lib/payloads.mjs";
+import { SlidingWindow } from "./lib/ratelimit.mjs";
+import { MAX_NAME_CHARS, cleanName } from "./lib/sanitize.mjs";
+import { verifyToken } from "./lib/tokens.mjs";
 
 // ---------------------------------------------------------------- configuration
 
@@ -57,22 +100,10 @@ function burn() {
   while (process.hrtime.bigint() < until);
 }
 
-function fail(message) {
-  process.stderr.write(`chat-server: ${message}\n`);
-  process.exit(2);
-}
+const fail = failer("chat-server");
+const envInt = (name, fallback) => readInt(fail, name, fallback);
 
-function envInt(name, fallback) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === "") return fallback;
-  if (!/^\d+$/.test(raw)) fail(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
-  return Number(raw);
-}
-
-const portArg = process.argv[2];
-if (portArg === undefined || !/^\d+$/.test(portArg) || Number(portArg) > 65535) {
-  fail("usage: RELAY_JWT_SECRET=... node chat-server.mjs <port>");
-}
+const PORT = portArg(fail, "RELAY_JWT_SECRET=... node chat-server.mjs <port>");
 const SECRET = process.env.RELAY_JWT_SECRET;
 if (!SECRET) fail("RELAY_JWT_SECRET is required");
 
@@ -83,6 +114,8 @@ const MAX_IMAGE_BYTES = envInt("MAX_IMAGE_BYTES", 1_000_000);
 const PATH = process.env.SOCKET_PATH || "/chat";
 const WORK_US = envInt("WORK_US_PER_MESSAGE", 0);
 const HOST = process.env.SOCKET_HOST || undefined;
+const PING_INTERVAL_MS = envInt("PING_INTERVAL_MS", 25_000);
+const PING_TIMEOUT_MS = envInt("PING_TIMEOUT_MS", 20_000);
 
 // The deliberate weaknesses turned on, by name (see the header): empty for the correct server.
 const WEAKNESS_NAMES = [
@@ -93,418 +126,21 @@ const WEAKNESS_NAMES = [
   "image_claims",
   "any_origin",
   "no_typing_limit",
+  "keeps_half_open",
+  "hoards_memory",
+  "health_fails_under_load",
 ];
-const WEAK = new Set();
-for (const item of (process.env.WEAKNESSES ?? "").split(",")) {
-  const name = item.trim();
-  if (name === "") continue;
-  if (name === "all") {
-    for (const each of WEAKNESS_NAMES) WEAK.add(each);
-  } else if (WEAKNESS_NAMES.includes(name)) {
-    WEAK.add(name);
-  } else {
-    fail(`WEAKNESSES: unknown weakness ${JSON.stringify(name)}, expected all or a comma-separated list of ${WEAKNESS_NAMES.join(", ")}`);
-  }
-}
+// `all`: the seven that let an attack through, not the three that harm the target itself
+const WEAK = envNames(fail, "WEAKNESSES", "weakness", WEAKNESS_NAMES, WEAKNESS_NAMES.slice(0, 7));
 
-const WINDOW_MS = 60_000;
-const JWT_LEEWAY_SECS = 5; // as the reference relay: clock skew tolerated on exp and nbf
-const MAX_NAME_CHARS = 100;
-const OPERATORS = "operators";
-const IMAGE_MIME_TYPES = new Set(["image/png", "image/jpeg", "image/gif", "image/webp"]);
+const FRAME_LIMIT = 4 * MAX_PAYLOAD_BYTES; // a frame over this closes the connection
+// WEAK 9 (hoards_memory): frames are read whole up to this, whatever MAX_PAYLOAD_BYTES says
+const HOARDED_FRAME_LIMIT = 2 ** 30;
 
-// ---------------------------------------------------------------- sanitizing
-
-// Every tag, comment and doctype removed, <script>/<style> with their content; the text
-// kept, its character references decoded, then escaped as an HTML serializer escapes text
-// (&, <, >, U+00A0), so the result never contains < or >. A small HTML tokenizer, following
-// the WHATWG states closely enough that what a browser would treat as a tag is removed.
-
-const DROP_CONTENT = new Set(["script", "style"]);
-const RAWTEXT = new Set(["xmp", "iframe", "noembed", "noframes", "noscript"]);
-const RCDATA = new Set(["textarea", "title"]);
-const NAMED = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: "\u00a0" };
-const LEGACY = new Set(["amp", "lt", "gt", "quot", "nbsp"]); // decoded without `;` too
-
-const isSpace = (c) => c === " " || c === "\t" || c === "\n" || c === "\f" || c === "\r";
-const isAlpha = (c) => (c >= "a" && c <= "z") || (c >= "A" && c <= "Z");
-
-function decodeEntities(text) {
-  if (!text.includes("&")) return text;
-  return text.replace(/&(?:#([0-9]+);?|#[xX]([0-9a-fA-F]+);?|([a-zA-Z][a-zA-Z0-9]*)(;?))/g, (whole, dec, hex, name, semi) => {
-    if (name !== undefined) {
-      if (Object.hasOwn(NAMED, name) && (semi === ";" || LEGACY.has(name))) return NAMED[name];
-      for (const legacy of LEGACY) {
-        if (name.startsWith(legacy)) return NAMED[legacy] + whole.slice(1 + legacy.length);
-      }
-      return whole;
-    }
-    const code = dec !== undefined ? Number.parseInt(dec, 10) : Number.parseInt(hex, 16);
-    if (!Number.isFinite(code) || code === 0 || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) {
-      return "\ufffd";
-    }
-    return String.fromCodePoint(code);
-  });
-}
-
-function escapeText(text) {
-  return text.replace(/[&<>\u00a0]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", "\u00a0": "&nbsp;" })[c]);
-}
-
-// Index just past the `>` closing a start or end tag whose name ends at `i`, or -1 at EOF
-// (a tag cut by the end of input is dropped with everything after it, as browsers do).
-function skipTagRest(s, i) {
-  const n = s.length;
-  while (i < n) {
-    const c = s[i];
-    if (c === ">") return i + 1;
-    if (c === "=") {
-      i += 1;
-      while (i < n && isSpace(s[i])) i += 1;
-      if (s[i] === '"' || s[i] === "'") {
-        const end = s.indexOf(s[i], i + 1);
-        if (end < 0) return -1;
-        i = end + 1;
-        continue;
-      }
-      while (i < n && !isSpace(s[i]) && s[i] !== ">") i += 1; // unquoted value
-      continue;
-    }
-    i += 1;
-  }
-  return -1;
-}
-
-// Index of `</name` followed by space, `/` or `>` at or after `from` (ASCII case-insensitive).
-function findEndTag(s, lower, name, from) {
-  let i = from;
-  for (;;) {
-    i = lower.indexOf(`</${name}`, i);
-    if (i < 0) return -1;
-    const after = s[i + 2 + name.length];
-    if (after === undefined || isSpace(after) || after === "/" || after === ">") return i;
-    i += 2;
-  }
-}
-
-function stripMarkup(input) {
-  if (!/[<>&\0\r\u00a0]/.test(input)) return input; // plain text comes back unchanged
-  const s = input.replace(/\r\n?/g, "\n").replace(/\0/g, "");
-  const lower = s.toLowerCase();
-  const n = s.length;
-  let out = "";
-  let text = ""; // pending text, decoded then escaped when markup interrupts it
-  const flush = () => {
-    out += escapeText(decodeEntities(text));
-    text = "";
-  };
-  let i = 0;
-  while (i < n) {
-    const lt = s.indexOf("<", i);
-    if (lt < 0) {
-      text += s.slice(i);
-      break;
-    }
-    text += s.slice(i, lt);
-    const c = s[lt + 1];
-    if (c === undefined) {
-      text += "<";
-      break;
-    }
-    if (isAlpha(c)) {
-      let j = lt + 1;
-      while (j < n && !isSpace(s[j]) && s[j] !== "/" && s[j] !== ">") j += 1;
-      const name = lower.slice(lt + 1, j);
-      const end = skipTagRest(s, j);
-      flush();
-      if (end < 0) return out;
-      i = end;
-      if (name === "plaintext") {
-        out += escapeText(s.slice(i));
-        return out;
-      }
-      if (DROP_CONTENT.has(name) || RAWTEXT.has(name) || RCDATA.has(name)) {
-        const close = findEndTag(s, lower, name, i);
-        const inner = s.slice(i, close < 0 ? n : close);
-        if (RAWTEXT.has(name)) out += escapeText(inner);
-        if (RCDATA.has(name)) out += escapeText(decodeEntities(inner));
-        if (close < 0) return out;
-        const after = skipTagRest(s, close + 2 + name.length);
-        if (after < 0) return out;
-        i = after;
-      }
-      continue;
-    }
-    if (c === "/") {
-      const d = s[lt + 2];
-      if (d === undefined) {
-        text += "</";
-        break;
-      }
-      flush();
-      if (d === ">") {
-        i = lt + 3;
-        continue;
-      }
-      if (isAlpha(d)) {
-        let j = lt + 2;
-        while (j < n && !isSpace(s[j]) && s[j] !== "/" && s[j] !== ">") j += 1;
-        const end = skipTagRest(s, j);
-        if (end < 0) return out;
-        i = end;
-        continue;
-      }
-      const gt = s.indexOf(">", lt + 2); // bogus comment
-      if (gt < 0) return out;
-      i = gt + 1;
-      continue;
-    }
-    if (c === "!") {
-      flush();
-      if (s.startsWith("<!--", lt)) {
-        let j = lt + 4;
-        if (s[j] === ">") {
-          i = j + 1;
-          continue;
-        }
-        if (s.startsWith("->", j)) {
-          i = j + 2;
-          continue;
-        }
-        const a = s.indexOf("-->", j);
-        const b = s.indexOf("--!>", j);
-        if (a < 0 && b < 0) return out;
-        i = a >= 0 && (b < 0 || a < b) ? a + 3 : b + 4;
-        continue;
-      }
-      const gt = s.indexOf(">", lt + 2); // doctype, CDATA outside foreign content: bogus comment
-      if (gt < 0) return out;
-      i = gt + 1;
-      continue;
-    }
-    if (c === "?") {
-      flush();
-      const gt = s.indexOf(">", lt + 2);
-      if (gt < 0) return out;
-      i = gt + 1;
-      continue;
-    }
-    text += "<"; // a lone `<` is text
-    i = lt + 1;
-  }
-  flush();
-  return out;
-}
-
-function cleanName(name) {
-  return Array.from(stripMarkup(name.trim())).slice(0, MAX_NAME_CHARS).join("");
-}
-
-// ---------------------------------------------------------------- operator tokens (HS256)
-
-const B64URL = /^[A-Za-z0-9_-]*$/;
-
-function b64url(part) {
-  if (!B64URL.test(part) || part.length % 4 === 1) return null;
-  return Buffer.from(part, "base64url");
-}
-
-function jsonPart(part) {
-  const bytes = b64url(part);
-  if (bytes === null) return null;
-  try {
-    const v = JSON.parse(bytes.toString("utf8"));
-    return v !== null && typeof v === "object" && !Array.isArray(v) ? v : null;
-  } catch {
-    return null;
-  }
-}
-
-const isU64 = (v) => Number.isSafeInteger(v) && v >= 0;
-const absent = (v) => v === undefined || v === null;
-
-// Returns {operatorId, name} or {error}.
-function verifyToken(token) {
-  const parts = token.split(".");
-  if (parts.length !== 3) return { error: "malformed token: expected three dot-separated parts" };
-  const header = jsonPart(parts[0]);
-  if (header === null || typeof header.alg !== "string") return { error: "malformed token: bad header" };
-  // WEAK 1 (alg_none): an unsigned token ("alg":"none") skips the signature check, so any
-  // signature part, even an empty one, is accepted
-  const unsigned = WEAK.has("alg_none") && header.alg === "none";
-  if (!unsigned) {
-    if (header.alg !== "HS256") return { error: `unsupported algorithm ${JSON.stringify(header.alg)}, only HS256 is accepted` };
-    const signature = b64url(parts[2]);
-    if (signature === null) return { error: "malformed token: signature is not base64url" };
-    const expected = createHmac("sha256", SECRET).update(`${parts[0]}.${parts[1]}`).digest();
-    if (signature.length !== expected.length || !timingSafeEqual(signature, expected)) {
-      return { error: "bad signature" };
-    }
-  }
-  const claims = jsonPart(parts[1]);
-  if (
-    claims === null ||
-    typeof claims.sub !== "string" ||
-    typeof claims.name !== "string" ||
-    !isU64(claims.exp) ||
-    !(absent(claims.nbf) || isU64(claims.nbf)) ||
-    !(absent(claims.iat) || isU64(claims.iat))
-  ) {
-    return { error: "malformed token: claims need sub, name and exp" };
-  }
-  const now = Math.floor(Date.now() / 1000);
-  // WEAK 2 (no_expiry): `exp` is never compared with the clock, so expired tokens are accepted
-  if (!WEAK.has("no_expiry") && now > claims.exp + JWT_LEEWAY_SECS) return { error: "token expired" };
-  if (!absent(claims.nbf) && claims.nbf > now + JWT_LEEWAY_SECS) return { error: "token not valid yet" };
-  if (!/^\+?[0-9]+$/.test(claims.sub) || !Number.isSafeInteger(Number(claims.sub))) {
-    return { error: `subject ${JSON.stringify(claims.sub)} is not a numeric operator id` };
-  }
-  return { operatorId: Number(claims.sub), name: cleanName(claims.name) };
-}
-
-// ---------------------------------------------------------------- images
-
-// Standard alphabet, padding optional but correct when present, canonical trailing bits.
-function decodeBase64(body) {
-  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body)) return null;
-  const bare = body.replace(/=+$/, "");
-  if (bare.length !== body.length && body.length % 4 !== 0) return null;
-  const rem = bare.length % 4;
-  if (rem === 1) return null;
-  if (rem > 1) {
-    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const last = alphabet.indexOf(bare[bare.length - 1]);
-    if (last & (rem === 2 ? 0x0f : 0x03)) return null;
-  }
-  return Buffer.from(bare, "base64");
-}
-
-function startsWith(bytes, prefix) {
-  if (bytes.length < prefix.length) return false;
-  for (let k = 0; k < prefix.length; k += 1) if (bytes[k] !== prefix[k]) return false;
-  return true;
-}
-
-const ascii = (s) => Array.from(s, (c) => c.charCodeAt(0));
-
-function contentMatches(mime, bytes) {
-  switch (mime) {
-    case "image/png":
-      return startsWith(bytes, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-    case "image/jpeg":
-      return startsWith(bytes, [0xff, 0xd8, 0xff]);
-    case "image/gif":
-      return startsWith(bytes, ascii("GIF87a")) || startsWith(bytes, ascii("GIF89a"));
-    case "image/webp":
-      return bytes.length >= 12 && startsWith(bytes, ascii("RIFF")) && startsWith(bytes.subarray(8), ascii("WEBP"));
-    default:
-      return false;
-  }
-}
-
-// Returns {size} (decoded bytes) or {code, message}.
-function validateImage(image, mimeType) {
-  const declared = typeof mimeType === "string" ? mimeType : "";
-  if (WEAK.has("image_claims")) {
-    // WEAK 5 (image_claims): any claimed type starting with image/ is accepted (image/svg+xml
-    // too), not just IMAGE_MIME_TYPES
-    if (!declared.startsWith("image/")) {
-      return { code: "invalid_payload", message: `mimeType ${JSON.stringify(declared)} is not an image/ type` };
-    }
-  } else if (!IMAGE_MIME_TYPES.has(declared)) {
-    return { code: "invalid_payload", message: `mimeType ${JSON.stringify(declared)} is not one of image/png, image/jpeg, image/gif, image/webp` };
-  }
-  let body = image;
-  if (image.startsWith("data:")) {
-    const comma = image.indexOf(",");
-    if (comma < 0) return { code: "invalid_payload", message: "image is not base64: data URL without a comma" };
-    const media = image.slice(5, comma);
-    if (!media.endsWith(";base64")) return { code: "invalid_payload", message: "image is not base64: data URL is not ;base64" };
-    const type = media.slice(0, -";base64".length);
-    if (type !== declared) {
-      return { code: "invalid_payload", message: `data URL type ${JSON.stringify(type)} differs from mimeType ${JSON.stringify(declared)}` };
-    }
-    body = image.slice(comma + 1);
-  }
-  const estimated = Math.floor(body.length / 4) * 3;
-  if (estimated > MAX_IMAGE_BYTES + 3) {
-    return { code: "payload_too_large", message: `image of ${estimated} bytes is over the ${MAX_IMAGE_BYTES}-byte limit` };
-  }
-  const bytes = decodeBase64(body);
-  if (bytes === null) return { code: "invalid_payload", message: "image is not base64: invalid base64" };
-  if (bytes.length > MAX_IMAGE_BYTES) {
-    return { code: "payload_too_large", message: `image of ${bytes.length} bytes is over the ${MAX_IMAGE_BYTES}-byte limit` };
-  }
-  // WEAK 5 (image_claims): the bytes are never checked against the claimed type (no magic bytes)
-  if (!WEAK.has("image_claims") && !contentMatches(declared, bytes)) {
-    return { code: "invalid_payload", message: `image content is not ${declared}` };
-  }
-  return { size: bytes.length };
-}
-
-// ---------------------------------------------------------------- payload shapes
-
-class Refusal {
-  constructor(code, message) {
-    this.code = code;
-    this.message = message;
-  }
-}
-
-const bad = (message) => new Refusal("invalid_payload", `bad payload: ${message}`);
-
-function object(data) {
-  if (data === null || typeof data !== "object" || Array.isArray(data) || Buffer.isBuffer(data)) {
-    throw bad("expected an object");
-  }
-  return data;
-}
-
-function field(data, key, kind, required) {
-  const v = data[key];
-  if (absent(v)) {
-    if (required) throw bad(`missing field \`${key}\``);
-    return undefined;
-  }
-  const ok = kind === "u64" ? isU64(v) : typeof v === kind;
-  if (!ok) throw bad(`\`${key}\` must be ${kind === "u64" ? "a non-negative integer" : `a ${kind}`}`);
-  return v;
-}
-
-function messageBody(data) {
-  const type = field(data, "type", "string", true);
-  if (type !== "text" && type !== "image") {
-    throw bad(`unknown variant ${JSON.stringify(type)}, expected \`text\` or \`image\``);
-  }
-  return {
-    type,
-    message: field(data, "message", "string", false),
-    image: field(data, "image", "string", false),
-    name: field(data, "name", "string", false),
-    mimeType: field(data, "mimeType", "string", false),
-    size: field(data, "size", "u64", false),
-  };
-}
-
-// A message that passed validation: what every delivery carries.
-function validateContent(body) {
-  if (body.type === "text") {
-    if (body.message === undefined) throw new Refusal("invalid_payload", "a text message needs `message`");
-    const text = stripMarkup(body.message);
-    if (text.trim() === "") throw new Refusal("invalid_payload", "text is empty once markup is removed");
-    return { type: "text", text };
-  }
-  if (body.image === undefined) throw new Refusal("invalid_payload", "an image message needs `image`");
-  const checked = validateImage(body.image, body.mimeType);
-  if (checked.code) throw new Refusal(checked.code, checked.message);
-  return {
-    type: "image",
-    image: body.image,
-    name: stripMarkup(body.name ?? "image"),
-    mimeType: body.mimeType,
-    size: checked.size,
-  };
-}
+// WEAK 1 (alg_none), WEAK 2 (no_expiry): the token check loosened (lib/tokens.mjs)
+const TOKEN_LAX = { algNone: WEAK.has("alg_none"), noExpiry: WEAK.has("no_expiry") };
+// WEAK 5 (image_claims): images judged by their claimed type alone (lib/images.mjs)
+const IMAGES = { maxImageBytes: MAX_IMAGE_BYTES, lax: { imageClaims: WEAK.has("image_claims") } };
 
 // ---------------------------------------------------------------- relay state
 
@@ -513,51 +149,34 @@ const clients = new Map(); // socketId -> username
 let operatorSockets = 0;
 let connectedSockets = 0;
 
-const idPrefix = randomBytes(6).toString("hex");
-let nextId = 0;
-const messageId = () => `${idPrefix}-${(nextId += 1)}`;
-const timestamp = () => new Date().toISOString();
+const messageId = messageIds();
 
-// Exact sliding log: at most `limit` accepted events in any window.
-class SlidingWindow {
-  constructor(limit) {
-    this.limit = limit;
-    this.accepted = [];
-  }
-
-  // null when counted, else milliseconds until the oldest counted event leaves the window
-  tryAcquire(now) {
-    while (this.accepted.length > 0 && now - this.accepted[0] >= WINDOW_MS) this.accepted.shift();
-    if (this.accepted.length < this.limit) {
-      this.accepted.push(now);
-      return null;
-    }
-    const oldest = this.accepted.length > 0 ? this.accepted[0] : now;
-    return Math.max(0, oldest + WINDOW_MS - now);
-  }
-}
+// WEAK 9 (hoards_memory): the events of oversized frames, kept forever
+const hoard = [];
+// WEAK 10 (health_fails_under_load): a socket went over its message budget since the last
+// /health reported it
+let overloaded = false;
 
 function operatorList() {
   return [...operators.entries()]
     .map(([operatorId, e]) => ({ operatorId, name: e.name }))
-    .sort((a, b) => a.operatorId - b.operatorId || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    .sort(byOperator);
 }
 
 // ---------------------------------------------------------------- the server
 
-const MESSAGE_EVENTS = new Set(["operatorMessage", "clientMessage"]);
-const TYPING_EVENTS = new Set(["operatorTyping", "clientTyping"]);
-const ROLE_OF = {
-  operatorMessage: "operator",
-  operatorTyping: "operator",
-  getConnectedOperators: "operator",
-  clientMessage: "client",
-  clientTyping: "client",
-};
+const isPath = (url, path) => url === path || url.startsWith(`${path}?`);
 
 const httpServer = createServer((req, res) => {
   const url = req.url ?? "/";
-  if (req.method === "GET" && (url === "/health" || url.startsWith("/health?"))) {
+  if (req.method === "GET" && isPath(url, "/health")) {
+    if (WEAK.has("health_fails_under_load") && overloaded) {
+      // WEAK 10 (health_fails_under_load): a flood is reported as the node being unwell, once
+      overloaded = false;
+      res.writeHead(503, { "content-type": "application/json" });
+      res.end(JSON.stringify({ status: "overloaded" }));
+      return;
+    }
     const body = JSON.stringify({
       status: "ok",
       sockets: connectedSockets,
@@ -569,6 +188,18 @@ const httpServer = createServer((req, res) => {
     res.end(body);
     return;
   }
+  if (req.method === "GET" && isPath(url, "/metrics") && WEAK.has("hoards_memory")) {
+    // WEAK 9 (hoards_memory): the resident memory, where the simulator reads it
+    const text = [
+      "# HELP process_resident_memory_bytes Resident memory size in bytes.",
+      "# TYPE process_resident_memory_bytes gauge",
+      `process_resident_memory_bytes ${process.memoryUsage.rss()}`,
+      "",
+    ].join("\n");
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4" });
+    res.end(text);
+    return;
+  }
   res.writeHead(404, { "content-type": "text/plain" });
   res.end("not found");
 });
@@ -576,12 +207,28 @@ const httpServer = createServer((req, res) => {
 const io = new Server(httpServer, {
   path: PATH,
   serveClient: false,
-  maxHttpBufferSize: 4 * MAX_PAYLOAD_BYTES, // a frame over this closes the connection
+  // WEAK 9 (hoards_memory): frames are read whole, however large
+  maxHttpBufferSize: WEAK.has("hoards_memory") ? HOARDED_FRAME_LIMIT : FRAME_LIMIT,
+  pingInterval: PING_INTERVAL_MS,
+  pingTimeout: PING_TIMEOUT_MS,
   // WEAK 6 (any_origin): `origin: "*"`. The correct server has no Origin check either (it
   // reflects any origin, with credentials, and sets no allowRequest), so in practice this flag
   // changes little: only the CORS headers of HTTP (polling) responses.
   cors: WEAK.has("any_origin") ? { origin: "*" } : { origin: true, credentials: true },
 });
+
+if (WEAK.has("keeps_half_open")) {
+  // WEAK 8 (keeps_half_open): engine.io arms a connection's pong deadline each time it pings
+  // (Socket#resetPingTimeout, engine.io 6.6); disarmed here, a peer that stops answering is
+  // pinged once, then kept until its TCP connection closes. Answering peers are pinged on.
+  io.engine.on("connection", (conn) => {
+    if (typeof conn.resetPingTimeout !== "function") {
+      process.stderr.write("chat-server: keeps_half_open: this engine.io has no resetPingTimeout\n");
+      return;
+    }
+    conn.resetPingTimeout = () => {};
+  });
+}
 
 io.on("connection", (socket) => {
   connectedSockets += 1;
@@ -615,7 +262,7 @@ io.on("connection", (socket) => {
     if (role === "operator") {
       const presented = token ?? handshakeToken;
       if (presented === undefined) throw new Refusal("unauthorized", "no operator token");
-      const who = verifyToken(presented);
+      const who = verifyToken(presented, SECRET, TOKEN_LAX);
       if (who.error) throw new Refusal("unauthorized", who.error);
       state.role = "operator";
       state.operator = { operatorId: who.operatorId, name: who.name };
@@ -658,7 +305,7 @@ io.on("connection", (socket) => {
     // accepted for the frontend's sake, never trusted (unless WEAK 3 below)
     const claimedId = field(req, "operatorId", "u64", false);
     const claimedName = field(req, "operatorName", "string", false);
-    const content = validateContent(body);
+    const content = validateContent(body, IMAGES);
     if (!clients.has(to)) throw new Refusal("unknown_client", `no connected client ${JSON.stringify(to)}`);
     const id = messageId();
     const ts = timestamp();
@@ -669,42 +316,24 @@ io.on("connection", (socket) => {
       operatorId = claimedId ?? operatorId;
       if (claimedName !== undefined) operatorName = cleanName(claimedName);
     }
-    const toClient = { from: sid, type: content.type };
-    const forOperators = { from: "operator" };
-    if (content.type === "text") {
-      toClient.message = content.text;
-      forOperators.text = content.text;
-    } else {
-      toClient.image = content.image;
-      toClient.name = content.name;
-      toClient.mimeType = content.mimeType;
-      forOperators.image = content.image;
-      forOperators.mimeType = content.mimeType;
-      forOperators.name = content.name;
-    }
-    toClient.messageId = id;
-    toClient.timestamp = ts;
-    Object.assign(forOperators, { timestamp: ts, operatorId, operatorName, messageId: id });
+    const { toClient, broadcast } = operatorDeliveries(content, {
+      from: sid,
+      to,
+      operatorId,
+      operatorName,
+      messageId: id,
+      timestamp: ts,
+    });
     io.to(to).emit("incomingOperatorMessage", toClient);
-    socket.to(OPERATORS).emit("operatorMessageBroadcast", { clientId: to, operatorId, operatorName, message: forOperators });
+    socket.to(OPERATORS).emit("operatorMessageBroadcast", broadcast);
     return { messageId: id };
   }
 
   function clientMessage(data) {
     burn();
-    const content = validateContent(messageBody(object(data)));
+    const content = validateContent(messageBody(object(data)), IMAGES);
     const id = messageId();
-    const incoming = { from: sid, type: content.type };
-    if (content.type === "text") {
-      incoming.message = content.text;
-    } else {
-      incoming.image = content.image;
-      incoming.name = content.name;
-      incoming.mimeType = content.mimeType;
-      incoming.size = content.size;
-    }
-    incoming.messageId = id;
-    incoming.timestamp = timestamp();
+    const incoming = clientDelivery(content, { from: sid, messageId: id, timestamp: timestamp() });
     socket.to(OPERATORS).emit("incomingMessage", incoming);
     return { messageId: id };
   }
@@ -743,7 +372,11 @@ io.on("connection", (socket) => {
     if (MESSAGE_EVENTS.has(event)) {
       // every message a joined socket sends counts, valid or not
       const wait = state.messages.tryAcquire(now);
-      if (wait !== null) return { retryAfterMs: Math.max(1, Math.floor(wait)) };
+      if (wait !== null) {
+        // WEAK 10 (health_fails_under_load): a flood raises the alarm /health reports
+        if (WEAK.has("health_fails_under_load")) overloaded = true;
+        return { retryAfterMs: Math.max(1, Math.floor(wait)) };
+      }
     } else if (
       TYPING_EVENTS.has(event) &&
       !WEAK.has("no_typing_limit") && // WEAK 7 (no_typing_limit): typing events are never dropped
@@ -751,12 +384,10 @@ io.on("connection", (socket) => {
     ) {
       return { dropped: true }; // over the typing budget: silently
     }
-    let size;
-    try {
-      size = Buffer.byteLength(JSON.stringify([event, ...args]));
-    } catch {
-      size = Infinity;
-    }
+    const size = eventSize(event, args);
+    // WEAK 9 (hoards_memory): what came in a frame the correct server would have closed on
+    // is kept, forever
+    if (WEAK.has("hoards_memory") && size > FRAME_LIMIT) hoard.push(args);
     if (size > MAX_PAYLOAD_BYTES) {
       throw new Refusal("payload_too_large", `event is over the ${MAX_PAYLOAD_BYTES}-byte limit`);
     }
@@ -825,6 +456,6 @@ process.on("SIGTERM", stop);
 process.on("SIGINT", stop);
 
 httpServer.on("error", (e) => fail(`cannot listen: ${e.message}`));
-httpServer.listen(Number(portArg), HOST, () => {
+httpServer.listen(PORT, HOST, () => {
   process.stdout.write(`listening ${httpServer.address().port}\n`);
 });

@@ -1,14 +1,20 @@
-// Smoke check of the two servers in this folder with socket.io-client 4.8, on each transport:
+// Smoke check of the servers in this folder with socket.io-client 4.8, on each transport:
 // WebSocket only, long-polling only, and the default (polling, then upgrade to WebSocket).
 //
-// chat-server.mjs must follow docs/PROTOCOL.md to the letter; guide-server.mjs must show the
-// guide's example behaviour, flaws included. Prints one line per check and a summary; exits 1
-// when any check fails.
+// chat-server.mjs must follow docs/PROTOCOL.md to the letter, and so must cluster-server.mjs
+// as three nodes on one Redis, with every socket on the next node in turn (so nearly every
+// delivery, presence event and `to` crosses nodes); guide-server.mjs must show the guide's
+// example behaviour, flaws included. `weak` checks chat-server.mjs's weaknesses 8 to 10 and
+// that the correct server has none of them; `cluster` checks what only a cluster can get
+// wrong: racing tabs on several nodes, a node killed (kill -9) and reaped, and the two
+// CLUSTER_FAULTS. Prints one line per check and a summary; exits 1 when any check fails.
+// The cluster checks start their own redis-server (it must be on PATH).
 //
-// usage: node check.mjs [chat|guide]...   (both by default)
+// usage: node check.mjs [chat|guide|weak|cluster]...   (all by default)
 import { spawn } from "node:child_process";
 import { createHmac } from "node:crypto";
 import { once } from "node:events";
+import { createServer as createTcpServer } from "node:net";
 import { fileURLToPath } from "node:url";
 import { io } from "socket.io-client";
 
@@ -91,15 +97,72 @@ async function startServer(file, env = {}) {
 }
 
 async function stopServer(server) {
-  if (server.child.exitCode === null) server.child.kill("SIGTERM");
+  if (server.child.exitCode === null && server.child.signalCode === null) server.child.kill("SIGTERM");
   const [code, signal] = await server.exited;
   return { code, signal };
 }
 
+async function freePort() {
+  const probe = createTcpServer();
+  await new Promise((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+// A redis-server of our own, empty, on a free port; killed by `stop`.
+async function startRedis() {
+  const port = await freePort();
+  const child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d) => {
+    out += d;
+  });
+  const exited = once(child, "exit");
+  await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 5000);
+    const poll = setInterval(() => {
+      if (/Ready to accept connections/.test(out)) {
+        clearTimeout(t);
+        clearInterval(poll);
+        resolve();
+      }
+    }, 20);
+    child.on("error", (e) => reject(new Error(`cannot run redis-server: ${e.message}`)));
+  });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: async () => {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
+
+let clusters = 0;
+
+// What checkChat runs against: one chat-server.mjs, or `nodes` cluster-server.mjs on a Redis
+// of their own. `port(k)` is where the k-th socket opened connects: the next node in turn.
+async function startTarget(kind, env, nodes = 3) {
+  if (kind === "chat") {
+    const server = await startServer("chat-server.mjs", env);
+    return { servers: [server], port: () => server.port, stop: async () => {} };
+  }
+  const redis = await startRedis();
+  clusters += 1;
+  const servers = [];
+  for (let i = 0; i < nodes; i += 1) {
+    servers.push(await startServer("cluster-server.mjs", { ...env, REDIS_URL: redis.url, REDIS_PREFIX: `check${clusters}` }));
+  }
+  return { servers, redis, port: (k) => servers[k % servers.length].port, stop: redis.stop };
+}
+
 // A connected socket whose every incoming event is kept, so steps can wait for one or
 // check afterwards that none came.
-async function connect(server, label, transport, opts = {}) {
-  const sock = io(`http://127.0.0.1:${server.port}`, {
+async function connect(port, label, transport, opts = {}) {
+  const sock = io(`http://127.0.0.1:${port}`, {
     path: "/chat",
     forceNew: true,
     reconnection: false,
@@ -173,19 +236,32 @@ async function health(server) {
   return res.json();
 }
 
-// ---------------------------------------------------------------- chat-server.mjs
+// The presence counts of every node of a target, added up.
+async function healthOf(target) {
+  const total = { sockets: 0, operators: 0, operatorSockets: 0, clients: 0 };
+  for (const server of target.servers) {
+    const h = await health(server);
+    for (const k of Object.keys(total)) total[k] += h[k];
+  }
+  return total;
+}
 
-async function checkChat(tname, transport) {
-  section = `chat-server.mjs over ${tname}`;
+// ---------------------------------------------------------------- chat-server.mjs, cluster-server.mjs
+
+async function checkChat(tname, transport, kind = "chat") {
+  const what = kind === "chat" ? "chat-server.mjs" : "cluster-server.mjs (3 nodes, sockets on each in turn)";
+  section = `${what} over ${tname}`;
   console.log(`\n# ${section}`);
-  const server = await startServer("chat-server.mjs", {
+  const target = await startTarget(kind, {
     RELAY_JWT_SECRET: SECRET,
     RATE_LIMIT_PER_MINUTE: "100",
     TYPING_RATE_LIMIT_PER_MINUTE: "20",
   });
   const sockets = [];
+  let opened = 0;
   const open = async (label, opts) => {
-    const s = await connect(server, label, transport, opts);
+    const s = await connect(target.port(opened), label, transport, opts);
+    opened += 1;
     sockets.push(s);
     return s;
   };
@@ -513,15 +589,343 @@ async function checkChat(tname, transport) {
 
     for (const s of sockets) s.disconnect();
     await sleep(SETTLE_MS);
-    const h = await health(server);
+    const h = await healthOf(target);
     check(h.sockets === 0 && h.operators === 0 && h.operatorSockets === 0 && h.clients === 0, "presence maps back to zero (/health)", h);
   } finally {
     for (const s of sockets) s.disconnect();
-    const { code } = await stopServer(server);
-    check(code === 0, "SIGTERM: clean exit 0", code);
-    check(server.stdout() === `listening ${server.port}\n`, "stdout is exactly one `listening <port>` line", server.stdout());
-    check(server.stderr() === "", "nothing on stderr", server.stderr());
+    await checkStops(target.servers);
+    await target.stop();
   }
+}
+
+// Each server exits 0 on SIGTERM, having printed one `listening <port>` line and no error.
+async function checkStops(servers) {
+  const codes = await Promise.all(servers.map((server) => stopServer(server)));
+  const which = (i) => (servers.length > 1 ? ` (node ${i + 1})` : "");
+  servers.forEach((server, i) => {
+    check(codes[i].code === 0, `SIGTERM: clean exit 0${which(i)}`, codes[i]);
+    check(server.stdout() === `listening ${server.port}\n`, `stdout is exactly one \`listening <port>\` line${which(i)}`, server.stdout());
+    check(server.stderr() === "", `nothing on stderr${which(i)}`, server.stderr());
+  });
+}
+
+// ---------------------------------------------------------------- chat-server.mjs weaknesses 8 to 10
+
+const WS = { transports: ["websocket"] };
+
+// Runs `file` expecting it to refuse to start: its exit code and stderr.
+async function refusesToStart(file, env) {
+  const child = spawn(process.execPath, [`${HERE}${file}`, "0"], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr.on("data", (d) => {
+    stderr += d;
+  });
+  const [code] = await once(child, "exit");
+  return { code, stderr };
+}
+
+async function joined(port, label, role, id) {
+  const opts = role === "operator" ? { auth: { token: token(id, label) } } : {};
+  const s = await connect(port, label, WS, opts);
+  await ack(s, "join", role === "operator" ? { role } : { role, username: label });
+  return s;
+}
+
+// A visitor that has joined, then stops answering pings without closing, as the adversary's
+// half-open sockets do (its own engine is kept from giving up on the server, too).
+async function sleeper(port, label) {
+  const s = await joined(port, label, "client");
+  const engine = s.io.engine;
+  const send = engine._sendPacket.bind(engine);
+  engine._sendPacket = (type, ...rest) => {
+    if (type !== "pong") send(type, ...rest);
+  };
+  engine.clearTimeoutFn(engine._pingTimeoutTimer);
+  engine._resetPingTimeout = () => {};
+  engine._pingTimeoutTime = Infinity;
+  return s;
+}
+
+async function rss(server) {
+  const text = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+  return Number(/^process_resident_memory_bytes (\d+)$/m.exec(text)?.[1]);
+}
+
+// WEAK 8: with pings every 300 ms and 300 ms for a pong, a silent visitor is ended within
+// about 0.6 s by the correct server, and never by the weak one.
+async function checkHalfOpen(weak) {
+  const name = weak ? "keeps_half_open" : "correct";
+  const server = await startServer("chat-server.mjs", {
+    RELAY_JWT_SECRET: SECRET,
+    PING_INTERVAL_MS: "300",
+    PING_TIMEOUT_MS: "300",
+    WEAKNESSES: weak ? "keeps_half_open" : "",
+  });
+  const sockets = [];
+  try {
+    const op = await joined(server.port, "Op", "operator", 1);
+    const awake = await joined(server.port, "Awake", "client");
+    const sleepy = await sleeper(server.port, "Sleepy");
+    sockets.push(op, awake, sleepy);
+    const [awakeId, sleepyId] = [awake.id, sleepy.id];
+    const started = Date.now();
+    const ended = await next(op, "chatEnded", (d) => d.clientId === sleepyId, 2500);
+    const took = Date.now() - started;
+    if (weak) {
+      check(ended === undefined, `${name}: a visitor that stopped answering pings is still there 2.5 s later (deadline 0.6 s)`, ended);
+      const h = await health(server);
+      check(h.clients === 2 && h.sockets === 3, `${name}: and still counted (/health)`, h);
+      sleepy.disconnect();
+      const late = await next(op, "chatEnded", (d) => d.clientId === sleepyId);
+      check(late !== undefined, `${name}: it is ended when its connection closes`);
+    } else {
+      check(ended !== undefined && took < 2000, `${name}: a visitor that stops answering pings is ended (after ${took} ms, deadline 600 ms)`, ended);
+    }
+    await sleep(SETTLE_MS);
+    check(awake.connected && !op.log.some((r) => r.event === "chatEnded" && r.data.clientId === awakeId), `${name}: a visitor that answers pings stays`);
+  } finally {
+    for (const s of sockets) s.disconnect();
+    await checkStops([server]);
+  }
+}
+
+// WEAK 9: a frame over 4 x MAX_PAYLOAD_BYTES closes the connection of the correct server; the
+// weak one reads it, refuses it as too large, keeps it, and shows its memory on /metrics.
+async function checkHoard(weak) {
+  const name = weak ? "hoards_memory" : "correct";
+  const server = await startServer("chat-server.mjs", { RELAY_JWT_SECRET: SECRET, WEAKNESSES: weak ? "hoards_memory" : "" });
+  const sockets = [];
+  try {
+    const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+    await res.text();
+    const op = await joined(server.port, "Op", "operator", 1);
+    sockets.push(op);
+    const frame = { type: "text", message: `#sim1# ${"x".repeat(4_001_024)}` };
+    if (weak) {
+      const before = await rss(server);
+      check(res.status === 200 && before > 0, `${name}: GET /metrics serves process_resident_memory_bytes`, res.status);
+      const answers = [];
+      for (let i = 0; i < 3; i += 1) {
+        const v = await joined(server.port, `Big${i}`, "client");
+        sockets.push(v);
+        answers.push(await ack(v, "clientMessage", frame));
+      }
+      const grew = (await rss(server)) - before;
+      check(answers.every((a) => same(a, { error: "payload_too_large" })), `${name}: frames over the frame limit are read, and refused as payload_too_large`, answers);
+      check(sockets.every((s) => s.connected), `${name}: the connections stay open`);
+      check(grew >= 12_000_000, `${name}: resident memory grew ${(grew / 2 ** 20).toFixed(1)} MiB for 3 frames of 4 MB`, grew);
+    } else {
+      check(res.status === 404, `${name}: no /metrics`, res.status);
+      const v = await joined(server.port, "Big", "client");
+      sockets.push(v);
+      v.emit("clientMessage", frame);
+      const reason = await waitDisconnect(v);
+      check(reason === "transport close", `${name}: a frame over the frame limit closes the connection`, reason);
+    }
+    await sleep(SETTLE_MS);
+    check(!op.log.some((r) => r.event === "incomingMessage"), `${name}: nothing delivered`);
+  } finally {
+    for (const s of sockets) s.disconnect();
+    await checkStops([server]);
+  }
+}
+
+// WEAK 10: a socket over its message budget makes the next /health answer 503, once.
+async function checkHealthAlarm(weaknesses) {
+  const name = weaknesses === "" ? "correct" : `WEAKNESSES=${weaknesses}`;
+  const server = await startServer("chat-server.mjs", { RELAY_JWT_SECRET: SECRET, RATE_LIMIT_PER_MINUTE: "5", WEAKNESSES: weaknesses });
+  const sockets = [];
+  const status = async () => {
+    const res = await fetch(`http://127.0.0.1:${server.port}/health`);
+    return { status: res.status, body: await res.json() };
+  };
+  try {
+    const first = await status();
+    const v = await joined(server.port, "Flooder", "client");
+    sockets.push(v);
+    const acks = await Promise.all(Array.from({ length: 8 }, (_, i) => ack(v, "clientMessage", { type: "text", message: `#sim${i + 1}#` })));
+    check(acks.filter((a) => a.retryAfterMs > 0).length === 3, `${name}: 3 of 8 messages over a budget of 5`, acks);
+    const [after, again] = [await status(), await status()];
+    if (weaknesses === "health_fails_under_load") {
+      check(first.status === 200, `${name}: /health answers 200 before the flood`, first);
+      check(after.status === 503 && same(after.body, { status: "overloaded" }), `${name}: /health answers 503 {status:"overloaded"} after it`, after);
+      check(again.status === 200, `${name}: and 200 again once it has said so`, again);
+    } else {
+      check([first, after, again].every((h) => h.status === 200 && h.body.status === "ok"), `${name}: /health answers 200 before and after a flood`, { first, after });
+    }
+    if (weaknesses === "all") {
+      const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+      await res.text();
+      check(res.status === 404, `${name}: no /metrics (\`all\` is the first seven)`, res.status);
+    }
+  } finally {
+    for (const s of sockets) s.disconnect();
+    await checkStops([server]);
+  }
+}
+
+async function checkWeak() {
+  section = "chat-server.mjs weaknesses 8 to 10";
+  console.log(`\n# ${section}, and the correct server without them`);
+  const bad = await refusesToStart("chat-server.mjs", { RELAY_JWT_SECRET: SECRET, WEAKNESSES: "keeps_half_open,nope" });
+  check(bad.code === 2 && /unknown weakness "nope"/.test(bad.stderr), "an unknown weakness: exit 2", bad);
+  for (const weak of [false, true]) await checkHalfOpen(weak);
+  for (const weak of [false, true]) await checkHoard(weak);
+  for (const weaknesses of ["", "health_fails_under_load", "all"]) await checkHealthAlarm(weaknesses);
+}
+
+// ---------------------------------------------------------------- cluster-server.mjs, cluster only
+
+const countOf = (marks, sock, event, pred) => since(marks, sock, event).filter(pred).length;
+
+// One operator's tabs joining on every node at once, then leaving at once: each announced
+// exactly once to every other operator, never to the operator's own tabs.
+async function checkRacingTabs(target, observers) {
+  const rounds = 5;
+  let joinedOnce = true;
+  let leftOnce = true;
+  let listed = true;
+  let silentTabs = true;
+  for (let round = 0; round < rounds; round += 1) {
+    const tabs = await Promise.all(target.servers.map((s, i) => connect(s.port, `dora#${i}`, WS, { auth: { token: token(3, "Dora") } })));
+    let m = mark([...observers, ...tabs]);
+    await Promise.all(tabs.map((t) => ack(t, "join", { role: "operator" })));
+    await sleep(SETTLE_MS);
+    const isDora = (d) => d.operatorId === 3;
+    joinedOnce &&= observers.every((o) => countOf(m, o, "operatorConnected", isDora) === 1);
+    silentTabs &&= tabs.every((t) => since(m, t, "operatorConnected").length === 0);
+    const list = await Promise.all(observers.map(async (o) => {
+      o.emit("getConnectedOperators");
+      return next(o, "connectedOperatorsList");
+    }));
+    listed &&= list.every((l) => Array.isArray(l) && l.filter(isDora).length === 1);
+    m = mark(observers);
+    for (const t of tabs) t.disconnect();
+    await sleep(SETTLE_MS);
+    leftOnce &&= observers.every((o) => countOf(m, o, "operatorDisconnected", isDora) === 1);
+  }
+  check(joinedOnce, `${rounds} times three tabs of one operator joining at once on three nodes: one operatorConnected to each other operator`);
+  check(silentTabs, "and none to the operator's own tabs");
+  check(listed, "the operators list has it once, asked on any node");
+  check(leftOnce, `${rounds} times the three leaving at once: one operatorDisconnected`);
+}
+
+// A node killed without a word: one survivor announces its visitor and its operator (whose only
+// tab was there) gone, once, within `within` ms; an operator with a tab elsewhere stays.
+async function checkKilledNode(target, observers, { within, notBefore = 0, label }) {
+  const [A, , C] = target.servers;
+  const [obsA] = observers;
+  const eve = await joined(C.port, "Eve", "operator", 12);
+  const fayHere = await joined(C.port, "Fay", "operator", 13);
+  const fayThere = await joined(A.port, "Fay", "operator", 13);
+  const vic = await joined(C.port, "Vic", "client");
+  const vicId = vic.id;
+  await next(obsA, "newChat", (d) => d.clientId === vicId);
+  const m = mark(observers);
+  const killed = Date.now();
+  C.child.kill("SIGKILL");
+  const isVic = (d) => d.clientId === vicId;
+  const isEve = (d) => d.operatorId === 12;
+  if (notBefore > 0) {
+    const early = await next(obsA, "chatEnded", isVic, notBefore);
+    check(early === undefined, `${label}: nothing announced within ${notBefore / 1000} s of the kill`, early);
+  }
+  const ended = await next(obsA, "chatEnded", isVic, within);
+  const gone = await next(obsA, "operatorDisconnected", isEve, within);
+  const took = Date.now() - killed;
+  check(ended !== undefined && gone !== undefined && took <= within, `${label}: the dead node's visitor (chatEnded) and operator (operatorDisconnected) announced ${(took / 1000).toFixed(1)} s after its kill -9`, { ended, gone });
+  await sleep(1000);
+  check(observers.every((o) => countOf(m, o, "chatEnded", isVic) === 1 && countOf(m, o, "operatorDisconnected", isEve) === 1), `${label}: once each, on every surviving node`);
+  check(observers.every((o) => countOf(m, o, "operatorDisconnected", (d) => d.operatorId === 13) === 0), `${label}: an operator with a tab on a survivor is not announced gone`);
+  obsA.emit("getConnectedOperators");
+  const list = await next(obsA, "connectedOperatorsList");
+  check(Array.isArray(list) && !list.some(isEve) && list.some((d) => d.operatorId === 13), `${label}: the operators list drops the dead node's operator`, list);
+  const a = await ack(obsA, "operatorMessage", { to: vicId, type: "text", message: "still there?" });
+  check(same(a, { error: "unknown_client" }), `${label}: the dead node's visitor is an unknown client`, a);
+  for (const s of [eve, fayHere, fayThere, vic]) s.disconnect();
+}
+
+async function checkClusterOnly() {
+  section = "cluster-server.mjs: racing tabs, a node killed";
+  console.log(`\n# ${section}`);
+  const target = await startTarget("cluster", { RELAY_JWT_SECRET: SECRET });
+  const [A, B] = target.servers;
+  const observers = [await joined(A.port, "Obs A", "operator", 10), await joined(B.port, "Obs B", "operator", 11)];
+  try {
+    await checkRacingTabs(target, observers);
+    await checkKilledNode(target, observers, { within: 10_000, label: "a node dies" });
+  } finally {
+    for (const o of observers) o.disconnect();
+    await checkStops([A, B]);
+    await target.stop();
+  }
+
+  section = "cluster-server.mjs with CLUSTER_FAULTS=local_to";
+  console.log(`\n# ${section}`);
+  const local = await startTarget("cluster", { RELAY_JWT_SECRET: SECRET, CLUSTER_FAULTS: "local_to" });
+  const sockets = [];
+  try {
+    const [LA, LB] = local.servers;
+    const op = await joined(LA.port, "Op", "operator", 20);
+    const here = await joined(LA.port, "Here", "client");
+    const there = await joined(LB.port, "There", "client");
+    sockets.push(op, here, there);
+    await next(op, "newChat", (d) => d.clientId === there.id);
+    let a = await ack(op, "operatorMessage", { to: there.id, type: "text", message: "#sim1# hi" });
+    const err = await next(op, "relayError");
+    check(same(a, { error: "unknown_client" }) && err?.code === "unknown_client", "local_to: a reply to a visitor on another node is refused as unknown_client", { a, err });
+    a = await ack(op, "operatorTyping", { to: there.id, isTyping: true });
+    check(same(a, { error: "unknown_client" }), "local_to: so is typing to it", a);
+    a = await ack(op, "operatorMessage", { to: here.id, type: "text", message: "#sim2# hi" });
+    const got = await next(here, "incomingOperatorMessage");
+    check(typeof a?.messageId === "string" && got?.messageId === a.messageId, "local_to: a reply to a visitor on the same node is delivered", { a, got });
+    await sleep(SETTLE_MS);
+    check(!there.log.some((r) => r.event === "incomingOperatorMessage" || r.event === "operatorTyping"), "local_to: the visitor on the other node gets nothing");
+  } finally {
+    for (const s of sockets) s.disconnect();
+    await checkStops(local.servers);
+    await local.stop();
+  }
+
+  section = "cluster-server.mjs with CLUSTER_FAULTS=late_reap";
+  console.log(`\n# ${section}`);
+  const late = await startTarget("cluster", { RELAY_JWT_SECRET: SECRET, CLUSTER_FAULTS: "late_reap" });
+  const [LA, LB] = late.servers;
+  const lateObservers = [await joined(LA.port, "Obs A", "operator", 10), await joined(LB.port, "Obs B", "operator", 11)];
+  try {
+    await checkKilledNode(late, lateObservers, { within: 25_000, notBefore: 12_000, label: "late_reap" });
+  } finally {
+    for (const o of lateObservers) o.disconnect();
+    await checkStops([LA, LB]);
+    await late.stop();
+  }
+
+  section = "cluster-server.mjs with CORS_ORIGIN";
+  console.log(`\n# ${section}`);
+  const fenced = await startTarget("cluster", { RELAY_JWT_SECRET: SECRET, CORS_ORIGIN: "https://chat.example" }, 1);
+  try {
+    const port = fenced.servers[0].port;
+    const handshake = async (origin) => {
+      const res = await fetch(`http://127.0.0.1:${port}/chat/?EIO=4&transport=polling`, { headers: origin ? { origin } : {} });
+      await res.text();
+      return res.status;
+    };
+    const statuses = [await handshake("https://chat.example"), await handshake(undefined), await handshake("https://evil.example")];
+    check(same(statuses, [200, 200, 403]), "polling handshake: the allowed origin and no Origin let in, another origin 403", statuses);
+    const evil = await connect(port, "evil", { ...WS, extraHeaders: { origin: "https://evil.example" } }).catch((e) => e);
+    check(evil instanceof Error, "a WebSocket from another origin is refused", evil?.message);
+    const good = await connect(port, "good", { ...WS, extraHeaders: { origin: "https://chat.example" } });
+    check(good.connected, "a WebSocket from the allowed origin connects");
+    good.disconnect();
+  } finally {
+    await checkStops(fenced.servers);
+    await fenced.stop();
+  }
+
+  const faulty = await refusesToStart("cluster-server.mjs", { RELAY_JWT_SECRET: SECRET, REDIS_URL: "redis://127.0.0.1:1", CLUSTER_FAULTS: "nope" });
+  check(faulty.code === 2 && /unknown fault "nope"/.test(faulty.stderr), "an unknown fault: exit 2", faulty);
+  const lost = await refusesToStart("cluster-server.mjs", { RELAY_JWT_SECRET: SECRET, REDIS_URL: "" });
+  check(lost.code === 2 && /REDIS_URL is required/.test(lost.stderr), "no REDIS_URL: exit 2", lost);
 }
 
 // ---------------------------------------------------------------- guide-server.mjs
@@ -532,7 +936,7 @@ async function checkGuide(tname, transport) {
   const server = await startServer("guide-server.mjs");
   const sockets = [];
   const open = async (label) => {
-    const s = await connect(server, label, transport);
+    const s = await connect(server.port, label, transport);
     sockets.push(s);
     return s;
   };
@@ -624,7 +1028,7 @@ async function checkGuideCrash() {
   section = "guide-server.mjs with a payload-less join";
   console.log(`\n# ${section}`);
   const server = await startServer("guide-server.mjs");
-  const s = await connect(server, "rude", {});
+  const s = await connect(server.port, "rude", {});
   s.emit("join");
   const [code] = await Promise.race([server.exited, sleep(3000).then(() => [null])]);
   check(code === 1 && /TypeError/.test(server.stderr()), "FLAW kept: a join without payload throws and ends the process, as the guide's server would", code);
@@ -639,11 +1043,16 @@ const want = (name) => which.length === 0 || which.includes(name);
 const watchdog = setTimeout(() => {
   console.log(`FAIL timed out in ${section}`);
   process.exit(1);
-}, 120_000);
+}, 600_000);
 try {
   for (const [tname, transport] of TRANSPORTS) {
     if (want("chat")) await checkChat(tname, transport);
   }
+  for (const [tname, transport] of TRANSPORTS) {
+    if (want("cluster")) await checkChat(tname, transport, "cluster");
+  }
+  if (want("cluster")) await checkClusterOnly();
+  if (want("weak")) await checkWeak();
   for (const [tname, transport] of TRANSPORTS) {
     if (want("guide")) await checkGuide(tname, transport);
   }

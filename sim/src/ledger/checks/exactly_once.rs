@@ -10,18 +10,69 @@
 //! A delivery missing because a connection broke is reported apart (`lost.disconnected`):
 //! the recipient's connection was lost within the window after the message left, or the
 //! sender's was before the backend acknowledged it. Loss on healthy sockets is `lost`.
+//!
+//! A message is judged the protocol's delivery bound after it left. An owed delivery
+//! missing then is awaited one bound more: arriving in that time it is `delivery.late`,
+//! not arriving it is `lost`.
 
+use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
+
+use relay::bounds;
 use reports::model::{Counter, Violation};
 
 use super::{Check, Cx, Delivery, Flow};
 use crate::ledger::messages::Message;
 use crate::ledger::registry::SocketInfo;
 use crate::ledger::tally::Tally;
-use crate::record::AckOutcome;
+use crate::record::{AckOutcome, MsgId, SocketKey};
 
-/// Duplicates and losses.
+/// An owed delivery missing when its message was judged.
+#[derive(Debug)]
+struct Missing {
+    id: MsgId,
+    to: SocketKey,
+    sender: SocketKey,
+    sent_at: Instant,
+    what: &'static str,
+}
+
+/// Duplicates, losses and late deliveries.
 #[derive(Debug, Default)]
-pub struct ExactlyOnce;
+pub struct ExactlyOnce {
+    /// Owed deliveries missing at judging, oldest first.
+    missing: VecDeque<Missing>,
+    /// Those still awaited.
+    awaited: HashSet<(MsgId, SocketKey)>,
+}
+
+impl ExactlyOnce {
+    /// A delivery of message `id` to `to` arrived after the message was judged: true when
+    /// it was owed and awaited (it is late, and no longer lost).
+    pub fn arrived_late(&mut self, id: MsgId, to: SocketKey) -> bool {
+        self.awaited.remove(&(id, to))
+    }
+
+    /// Counts as lost what is still awaited a delivery bound after its message was judged
+    /// (everything, when `all`).
+    fn judge_missing(&mut self, cx: &mut Cx<'_>, all: bool) {
+        while let Some(m) = self
+            .missing
+            .pop_front_if(|m| all || cx.now >= m.sent_at + bounds::DELIVERY * 2)
+        {
+            if self.awaited.remove(&(m.id, m.to)) {
+                let from = cx.registry.sid(m.sender);
+                cx.tally.violation(
+                    Violation::Lost,
+                    Some(m.id),
+                    cx.registry.sid(m.to),
+                    m.sent_at,
+                    || format!("{} (sent by {from})", m.what),
+                );
+            }
+        }
+    }
+}
 
 impl Check for ExactlyOnce {
     fn delivery(&mut self, d: &Delivery<'_>, tally: &mut Tally) -> Flow {
@@ -50,13 +101,17 @@ impl Check for ExactlyOnce {
                 .registry
                 .get(m.sender)
                 .is_some_and(|s| cut_within(s, m.sent_at, grace) || silent(s, m.sent_at, grace));
-        let from = cx.registry.sid(m.sender);
-        let missing = |tally: &mut Tally, s: &SocketInfo, what: &'static str| {
+        let mut missing = |tally: &mut Tally, to: SocketKey, what: &'static str| {
             if sender_cut {
                 tally.count(Counter::LostDisconnected, 1);
             } else {
-                tally.violation(Violation::Lost, Some(m.id), &s.sid, m.sent_at, || {
-                    format!("{what} (sent by {from})")
+                self.awaited.insert((m.id, to));
+                self.missing.push_back(Missing {
+                    id: m.id,
+                    to,
+                    sender: m.sender,
+                    sent_at: m.sent_at,
+                    what,
                 });
             }
         };
@@ -69,7 +124,7 @@ impl Check for ExactlyOnce {
             if s.owed_at(m.sent_at, grace) {
                 owed += 1;
                 if !got {
-                    missing(cx.tally, s, "operator socket never got it");
+                    missing(cx.tally, k, "operator socket never got it");
                 }
             } else if !got
                 && s.joined.is_some_and(|j| j < m.sent_at)
@@ -89,7 +144,7 @@ impl Check for ExactlyOnce {
             if v.stays(m.sent_at, grace) {
                 owed += 1;
                 if !m.received.contains(&k) {
-                    missing(cx.tally, v, "visitor never got it");
+                    missing(cx.tally, k, "visitor never got it");
                 }
             } else if !m.received.contains(&k)
                 && (cut_within(v, m.sent_at, grace) || silent(v, m.sent_at, grace))
@@ -98,6 +153,14 @@ impl Check for ExactlyOnce {
             }
         }
         cx.tally.count(Counter::ExpectedDeliveries, owed);
+    }
+
+    fn tick(&mut self, cx: &mut Cx<'_>) {
+        self.judge_missing(cx, false);
+    }
+
+    fn finish(&mut self, cx: &mut Cx<'_>) {
+        self.judge_missing(cx, true);
     }
 }
 

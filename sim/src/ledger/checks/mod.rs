@@ -179,7 +179,7 @@ impl Checks {
     /// The checks of a run; `sharded`: other processes run the rest of the bots.
     pub fn new(rate_limit_per_minute: u32, sharded: bool) -> Self {
         Self {
-            exactly_once: ExactlyOnce,
+            exactly_once: ExactlyOnce::default(),
             sanitizing: Sanitizing,
             leaks: Leaks::default(),
             attribution: Attribution,

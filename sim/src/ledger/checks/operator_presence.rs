@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use reports::model::Violation;
 
 use super::{Check, Cx, at_operator, presence_event};
-use crate::ledger::registry::SocketInfo;
+use crate::ledger::registry::{Registry, SocketInfo};
 use crate::record::{Observed, Record, SocketKey};
 
 /// `operatorConnected` and `operatorDisconnected`.
@@ -86,7 +86,8 @@ impl OperatorPresence {
         let window = |t: Instant| evidence.presence_window(t);
         let mut missed = Vec::new();
         for (id, tabs) in cx.registry.tabs() {
-            let Some(spans) = spans(tabs.iter().filter_map(|k| cx.registry.get(*k)), window) else {
+            let tabs = tabs.iter().filter_map(|k| cx.registry.get(*k));
+            let Some(spans) = spans(tabs, cx.registry, window) else {
                 continue;
             };
             for (n, &(start, end)) in spans.iter().enumerate() {
@@ -108,11 +109,13 @@ impl OperatorPresence {
                             format!("no operatorConnected for {id}"),
                         ));
                     }
-                    if let Some(end) = end
-                        && o.owed_at(end, window(end))
+                    // owed by the latest the backend may see the last tab go; an announcement
+                    // counts from around the earliest
+                    if let Some((first, end)) = end
+                        && o.owed_across(first, end, window(end))
                         && !got(
                             false,
-                            end.checked_sub(window(end)).unwrap_or(end).max(start),
+                            first.checked_sub(window(first)).unwrap_or(first).max(start),
                         )
                     {
                         missed.push((
@@ -131,28 +134,34 @@ impl OperatorPresence {
     }
 }
 
-/// An operator's online spans (from a tab's `join` to the last tab's departure; `None` for
-/// still online), tabs closer than the presence window at the earlier one's end merged;
-/// `None` when a tab's join was never confirmed (the backend may or may not count it).
+/// When an online span ends: the earliest and the latest the backend may see its last tab
+/// go (`None`: still online).
+type End = Option<(Instant, Instant)>;
+
+/// An operator's online spans (from a tab's `join` to the last tab's departure), tabs closer
+/// than the presence window at the earlier one's latest end merged; `None` when a tab's join
+/// was never confirmed (the backend may or may not count it).
 fn spans<'a>(
     tabs: impl Iterator<Item = &'a SocketInfo>,
+    registry: &Registry,
     window: impl Fn(Instant) -> Duration,
-) -> Option<Vec<(Instant, Option<Instant>)>> {
-    let mut intervals: Vec<(Instant, Option<Instant>)> = Vec::new();
+) -> Option<Vec<(Instant, End)>> {
+    let mut intervals: Vec<(Instant, End)> = Vec::new();
     for t in tabs {
         if t.refused {
             continue;
         }
         t.joined?;
-        intervals.push((t.joining, t.departure()));
+        let end = Registry::earliest_departure(t).zip(registry.departure(t));
+        intervals.push((t.joining, end));
     }
     intervals.sort_by_key(|i| i.0);
-    let mut out: Vec<(Instant, Option<Instant>)> = Vec::new();
+    let mut out: Vec<(Instant, End)> = Vec::new();
     for (start, end) in intervals {
         match out.last_mut() {
-            Some(last) if last.1.is_none_or(|e| start < e + window(e)) => {
+            Some(last) if last.1.is_none_or(|(_, e)| start < e + window(e)) => {
                 last.1 = match (last.1, end) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (Some(a), Some(b)) => Some((a.0.max(b.0), a.1.max(b.1))),
                     _ => None,
                 };
             }

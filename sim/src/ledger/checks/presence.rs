@@ -114,8 +114,9 @@ impl Presence {
                         format!("no newChat for {}", v.sid),
                     ));
                 }
-                if let Some(left) = v.departure()
-                    && o.owed_at(left, cx.evidence.presence_window(left))
+                if let (Some(first), Some(left)) =
+                    (Registry::earliest_departure(v), cx.registry.departure(v))
+                    && o.owed_across(first, left, cx.evidence.presence_window(left))
                     && !chat.is_some_and(|c| c.ended.get(u64::from(i)))
                 {
                     missed.push((o.sid.clone(), left, format!("no chatEnded for {}", v.sid)));
