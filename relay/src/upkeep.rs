@@ -63,6 +63,10 @@ pub(crate) async fn run<A: Adapter>(
                 continue;
             }
         };
+        if lost {
+            // Redis forgot this node: the others' state may be missing from it for a while
+            link.health.rebuilding();
+        }
         if lost || down_since.is_some() {
             // Redis forgot this node (it restarted) or the node was cut off: put its sockets
             // back and subscribe again, whatever redis-rs already did by itself

@@ -54,9 +54,10 @@ pub struct RunResult {
     /// What the adversary tried and how each attack went (empty without adversaries).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attacks: Vec<AttackReport>,
-    /// Latency and send lag over the steady part of sending only, from a second after the
-    /// last bot's arrival to the end of sending: what `sim capacity` judges a load by, the
-    /// ramp's connection storm left out. Absent when the run has no such second.
+    /// Latency and send lag of the sends intended in the steady part of sending only, from
+    /// a second after the last bot's arrival to the end of sending (their deliveries
+    /// whenever they came): what `sim capacity` judges a load by, the ramp's connection
+    /// storm left out. Absent when the run has no such second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steady: Option<SteadyState>,
 }
@@ -68,7 +69,7 @@ pub struct SteadyState {
     pub from_s: f64,
     /// Where it ends, seconds since the run started.
     pub to_s: f64,
-    /// Latency per path of the deliveries that arrived in it.
+    /// Latency per message path of the messages sent in it.
     pub paths: BTreeMap<String, PathLatency>,
     /// Send lag of the sends intended in it.
     pub send_lag: Option<LatencySummary>,

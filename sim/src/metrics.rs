@@ -184,35 +184,6 @@ impl PathHistograms {
         out
     }
 
-    /// What was recorded since `before` (an earlier copy of these histograms): the
-    /// latency and send lag of a window of the run.
-    pub fn since(&self, before: &PathHistograms) -> PathHistograms {
-        let minus = |now: &Histogram<u64>, then: Option<&Histogram<u64>>| {
-            let mut h = now.clone();
-            // `then` is an earlier state of `now`: every count of it is in `now` too
-            if let Some(then) = then {
-                let _ = h.subtract(then);
-            }
-            h
-        };
-        PathHistograms {
-            paths: self
-                .paths
-                .iter()
-                .map(|(path, h)| {
-                    let then = before.paths.get(path);
-                    let window = PathHistogram {
-                        intended: minus(&h.intended, then.map(|t| &t.intended)),
-                        service: minus(&h.service, then.map(|t| &t.service)),
-                        second: new_histogram(),
-                    };
-                    (*path, window)
-                })
-                .collect(),
-            lag: minus(&self.lag, Some(&before.lag)),
-        }
-    }
-
     /// Summaries of every path that has samples.
     pub fn summaries(&self) -> BTreeMap<String, PathLatency> {
         self.paths
@@ -262,33 +233,6 @@ mod tests {
         ] {
             assert!(!is_known_metric(m), "{m}");
         }
-    }
-
-    #[test]
-    fn a_window_holds_only_what_came_in_it() {
-        let mut p = PathHistograms::default();
-        for us in 1..=100u64 {
-            p.record(Path::Fanout, 50_000 + us, 1);
-            p.record_lag(20_000);
-        }
-        let before = p.clone();
-        for us in 1..=1000u64 {
-            p.record(Path::Fanout, us, us);
-            p.record(Path::Presence, us, us);
-            p.record_lag(5);
-        }
-        let w = p.since(&before);
-        let s = w.summaries();
-        assert_eq!(s["fanout"].intended.count, 1000);
-        assert!(
-            s["fanout"].intended.max_ms < 1.1,
-            "{:?}",
-            s["fanout"].intended
-        );
-        assert_eq!(s["presence"].intended.count, 1000);
-        let lag = w.lag_summary().expect("lag");
-        assert_eq!(lag.count, 1000);
-        assert!(lag.max_ms < 0.01, "the ramp's lag is left out: {lag:?}");
     }
 
     #[test]

@@ -79,32 +79,24 @@ const BATCH: usize = 4096;
 /// keep pushing while it applies, and its clock ticks must still come.
 const TURN: usize = 16 * BATCH;
 
-/// The steady part of a plan's sending, as offsets from the start: from a second after the
-/// last bot arrived (its join takes a moment) to the end of sending; `None` without a
-/// whole second of it.
+/// The steady part of a plan's sending, as offsets from the start: sends intended from a
+/// second after the last bot arrived (its join takes a moment) to the end of sending;
+/// `None` without a whole second of it.
 pub fn steady_window(plan: &Plan) -> Option<(Duration, Duration)> {
     let to = plan.duration.max(plan.ramp());
     let from = plan.ramp() + Duration::from_secs(1);
     (to >= from + Duration::from_secs(1)).then_some((from, to))
 }
 
-/// The one owner of the ledger: applies records, settles due messages, samples each second,
-/// marks the steady part of sending (`steady`, offsets from the start) and keeps the closing
-/// figures current. Ends when every record sender is gone.
+/// The one owner of the ledger: applies records, settles due messages, samples each second
+/// and keeps the closing figures current. Ends when every record sender is gone.
 pub async fn aggregate(
     mut rx: mpsc::UnboundedReceiver<Record>,
     mut ledger: Ledger,
     snapshot: Arc<Snapshot>,
     closing: Arc<Closing>,
-    steady: Option<(Duration, Duration)>,
 ) -> (Ledger, Vec<SecondSample>) {
     let start = tokio::time::Instant::from_std(ledger.start());
-    let far = start + Duration::from_secs(365 * 24 * 3600);
-    let (steady_from, steady_to) = steady.map_or((far, far), |(f, t)| (start + f, start + t));
-    let (mut steady_begun, mut steady_ended) = (steady.is_none(), steady.is_none());
-    let begin = tokio::time::sleep_until(steady_from);
-    let end = tokio::time::sleep_until(steady_to);
-    tokio::pin!(begin, end);
     let mut series = Vec::new();
     let mut second =
         tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
@@ -143,14 +135,6 @@ pub async fn aggregate(
                 snapshot.publish(&ledger);
             }
             _ = quick.tick() => closing.publish(&ledger),
-            () = &mut begin, if !steady_begun => {
-                steady_begun = true;
-                ledger.begin_steady(std::time::Instant::now());
-            }
-            () = &mut end, if !steady_ended => {
-                steady_ended = true;
-                ledger.end_steady(std::time::Instant::now());
-            }
         }
     }
     ledger.finish();

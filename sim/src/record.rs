@@ -285,6 +285,14 @@ pub enum Record {
         /// When.
         at: Instant,
     },
+    /// A fault that kills a node is done (its command returned): the node died at the
+    /// latest now, which may be well after the fault began (a `docker stop` waits).
+    FaultDone {
+        /// The node it killed.
+        node: u32,
+        /// When.
+        at: Instant,
+    },
     /// A scheduled fault could not be injected (its command failed): nothing it would have
     /// done is put down to it.
     FaultFailed {
@@ -314,6 +322,7 @@ impl Record {
             | Record::FinalOperatorsList { at, .. }
             | Record::Closed { at, .. }
             | Record::Fault { at, .. }
+            | Record::FaultDone { at, .. }
             | Record::FaultFailed { at, .. }
             | Record::NetworkCut { at, .. } => Some(*at),
             Record::ConnectUnfinished { .. }

@@ -200,19 +200,21 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
     let shared = Arc::new(shared);
     let start = Instant::now();
     let progress = Progress::new(opts.progress, plan.peak_sockets(), shared.live.clone());
-    let ledger = Ledger::new(
+    let mut ledger = Ledger::new(
         start,
         first_id,
         plan.limits.rate_limit_per_minute,
         shard.count > 1,
     );
+    if let Some((from, to)) = phases::steady_window(&plan) {
+        ledger.measure_steady(start + from, start + to);
+    }
     let closing = Arc::new(Closing::default());
     let aggregator = tokio::spawn(phases::aggregate(
         records_rx,
         ledger,
         progress.snapshot(),
         closing.clone(),
-        phases::steady_window(&plan),
     ));
     let mut tasks = Vec::new();
     for spec in bot_specs(&plan, tokio::time::Instant::from_std(start), shard) {
@@ -336,6 +338,10 @@ async fn inject_faults(
         });
         match breaker.inject(&fault.action).await {
             Ok(()) => {
+                if let Some(node) = killed {
+                    let at = std::time::Instant::now();
+                    let _ = shared.records.send(Record::FaultDone { node, at });
+                }
                 if let Some(n) = fault.action.revives() {
                     shared.node_revived(n);
                 }

@@ -38,8 +38,9 @@ struct CpuSources {
     threads: Option<(Instant, ThreadTimes)>,
 }
 
-/// Each thread's (process, thread) CPU seconds and seconds it wanted a core.
-type ThreadTimes = std::collections::HashMap<(u32, u32), (f64, f64)>;
+/// Each thread's (process, thread) CPU seconds and seconds it wanted a core (where the
+/// kernel tells).
+type ThreadTimes = std::collections::HashMap<(u32, u32), (f64, Option<f64>)>;
 
 impl CpuSources {
     fn find(nodes: &[SocketAddr], bot_thread: Option<u32>) -> Self {
@@ -73,28 +74,28 @@ impl CpuSources {
             .flat_map(|p| {
                 crate::procfs::threads_cpu(*p)
                     .into_iter()
-                    .map(move |(t, cpu)| {
-                        let wanted = crate::procfs::thread_wanted(*p, t).unwrap_or(cpu);
-                        ((*p, t), (cpu, wanted))
-                    })
+                    .map(move |(t, cpu)| ((*p, t), (cpu, crate::procfs::thread_wanted(*p, t))))
             })
             .collect();
         let rates = self.threads.as_ref().and_then(|(then, before)| {
             let dt = now.duration_since(*then).as_secs_f64();
             (dt > 0.1).then(|| {
-                threads
-                    .iter()
-                    .filter_map(|(t, (c, w))| {
-                        let (c0, w0) = before.get(t)?;
-                        Some(((c - c0) / dt, (w - w0) / dt))
-                    })
-                    .fold((0.0, 0.0), |(c, w), (ci, wi)| {
-                        (f64::max(c, ci), f64::max(w, wi))
-                    })
+                let mut hottest: (f64, Option<f64>) = (0.0, None);
+                for (t, (c, w)) in &threads {
+                    let Some((c0, w0)) = before.get(t) else {
+                        continue;
+                    };
+                    hottest.0 = hottest.0.max((c - c0) / dt);
+                    // both readings from schedstat, or none: never one of each
+                    if let (Some(w), Some(w0)) = (w, w0) {
+                        hottest.1 = Some(hottest.1.unwrap_or(0.0).max((w - w0) / dt));
+                    }
+                }
+                hottest
             })
         });
         self.threads = Some((now, threads));
-        (rates.map(|r| r.0), rates.map(|r| r.1))
+        (rates.map(|r| r.0), rates.and_then(|r| r.1))
     }
 
     fn target_cpu(&self) -> Option<f64> {

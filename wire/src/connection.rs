@@ -113,7 +113,7 @@ impl Connection {
         let locals = ws::Locals::default();
         match options.transport {
             Transport::Websocket => {
-                let tcp = ws::tcp(endpoint, options.source, &locals).await?;
+                let tcp = ws::tcp(endpoint, options.source, (&locals, ws::Leg::Stream)).await?;
                 let target = endpoint.target("EIO=4&transport=websocket");
                 let (mut reader, outbox) =
                     ws::open(tcp, endpoint, &target, options.origin.as_deref()).await?;
@@ -197,7 +197,8 @@ impl Connection {
             return Ok(());
         };
         session.start_upgrade();
-        let tcp = ws::tcp(&self.endpoint, self.options.source, &self.locals).await?;
+        let leg = (&self.locals, ws::Leg::Upgrade);
+        let tcp = ws::tcp(&self.endpoint, self.options.source, leg).await?;
         let target = self
             .endpoint
             .target(&format!("EIO=4&transport=websocket&sid={}", self.open.sid));
@@ -233,10 +234,10 @@ impl Connection {
         self.heard
     }
 
-    /// Since when what this connection sent is not known to have reached the server: the
-    /// start of a long-polling `POST` under way or failed (its messages may be lost with
-    /// it). `None` over WebSocket, whose one connection carries both directions, so
-    /// [`Self::last_heard`] dates a break of either.
+    /// Since when what this connection sent may not have reached the server: the start of
+    /// a long-polling `POST` that failed (its messages may be lost with it). `None` over
+    /// WebSocket, whose one connection carries both directions, so [`Self::last_heard`]
+    /// dates a break of either.
     pub fn unconfirmed_since(&self) -> Option<tokio::time::Instant> {
         match &self.link {
             Link::Polling(s) => s.unconfirmed_since(),
@@ -244,9 +245,9 @@ impl Connection {
         }
     }
 
-    /// The local ends of the TCP connections this connection opened (a long-polling
-    /// session's two, an upgrade's, one reopened), newest last: a network fault that cut one
-    /// of them is what broke this connection.
+    /// The local ends of the TCP connections this connection opened, the latest of each
+    /// (a long-polling session's two, an upgrade's): a network fault that cut one of them
+    /// is what broke this connection.
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.locals.all()
     }

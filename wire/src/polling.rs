@@ -21,7 +21,7 @@ use tungstenite::Utf8Bytes;
 use crate::WireError;
 use crate::endpoint::Endpoint;
 use crate::packet::{Open, SEPARATOR, clip};
-use crate::ws::Locals;
+use crate::ws::{Leg, Locals};
 
 /// One keep-alive HTTP/1.1 connection, opened again when the server closed it while idle
 /// (Node's HTTP server does after 5 s).
@@ -31,7 +31,8 @@ struct Http {
     endpoint: Endpoint,
     source: Option<IpAddr>,
     origin: Option<String>,
-    locals: Locals,
+    /// Where its local end is noted, and as which leg.
+    locals: (Locals, Leg),
 }
 
 /// A request that never reached the server: safe to send again.
@@ -42,25 +43,25 @@ impl Http {
         endpoint: &Endpoint,
         source: Option<IpAddr>,
         origin: Option<&str>,
-        locals: &Locals,
+        (locals, leg): (&Locals, Leg),
     ) -> Result<Self, WireError> {
-        let (send, driver) = Self::connect(endpoint, source, locals).await?;
+        let (send, driver) = Self::connect(endpoint, source, (locals, leg)).await?;
         Ok(Self {
             send,
             driver,
             endpoint: endpoint.clone(),
             source,
             origin: origin.map(str::to_owned),
-            locals: locals.clone(),
+            locals: (locals.clone(), leg),
         })
     }
 
     async fn connect(
         endpoint: &Endpoint,
         source: Option<IpAddr>,
-        locals: &Locals,
+        local: (&Locals, Leg),
     ) -> Result<(SendRequest<Full<Bytes>>, JoinHandle<()>), WireError> {
-        let tcp = crate::ws::tcp(endpoint, source, locals).await?;
+        let tcp = crate::ws::tcp(endpoint, source, local).await?;
         let (send, conn) = http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| WireError::Io(e.to_string()))?;
@@ -71,7 +72,8 @@ impl Http {
     }
 
     async fn reconnect(&mut self) -> Result<(), WireError> {
-        let (send, driver) = Self::connect(&self.endpoint, self.source, &self.locals).await?;
+        let local = (&self.locals.0, self.locals.1);
+        let (send, driver) = Self::connect(&self.endpoint, self.source, local).await?;
         self.driver.abort();
         self.send = send;
         self.driver = driver;
@@ -182,7 +184,7 @@ impl Handshake {
         origin: Option<&str>,
         locals: &Locals,
     ) -> Result<Self, WireError> {
-        let mut getter = Http::open(endpoint, source, origin, locals).await?;
+        let mut getter = Http::open(endpoint, source, origin, (locals, Leg::Stream)).await?;
         let body = getter
             .request(
                 Method::GET,
@@ -196,7 +198,7 @@ impl Handshake {
             .ok_or_else(|| WireError::Protocol("empty open payload".into()))?;
         let open = Open::parse(first.as_str()).map_err(WireError::Protocol)?;
         let target = endpoint.target(&format!("EIO=4&transport=polling&sid={}", open.sid));
-        let poster = Http::open(endpoint, source, origin, locals).await?;
+        let poster = Http::open(endpoint, source, origin, (locals, Leg::Post)).await?;
         Ok(Self {
             open,
             getter,
@@ -273,8 +275,7 @@ pub(crate) struct Session {
     posting: Posting,
 }
 
-/// When the `POST` under way began: what it carries is not known to be taken until the
-/// server answers it. A `POST` that failed stays here.
+/// When the `POST` that failed began: what it carried may never have reached the server.
 #[derive(Debug, Clone, Default)]
 struct Posting(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
 
@@ -295,8 +296,8 @@ impl Posting {
 }
 
 impl Session {
-    /// Since when what was sent is not known to be taken: the start of the `POST` under
-    /// way or of the one that failed.
+    /// Since when what was sent may not have reached the server: the start of the `POST`
+    /// that failed, if one did.
     pub(crate) fn unconfirmed_since(&self) -> Option<tokio::time::Instant> {
         self.posting.get()
     }
@@ -441,13 +442,14 @@ async fn post_loop(
         while let Ok(p) = rx.try_recv() {
             batch.push(p);
         }
-        posting.set(Some(tokio::time::Instant::now()));
+        let began = tokio::time::Instant::now();
         if let Err(e) = http.request(Method::POST, &target, concat(batch)).await {
+            // what it carried may be lost with it: from when it began
+            posting.set(Some(began));
             // the session is broken: its reader ends at once instead of at a ping timeout
             let _ = packets.send(Err(e));
             return;
         }
-        posting.set(None);
     }
 }
 

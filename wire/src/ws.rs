@@ -38,39 +38,47 @@ const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Initial read buffer; it grows as a message needs.
 const READ_BUFFER_BYTES: usize = 4096;
 
-/// The local ends of the TCP connections one Socket.IO connection opened, newest last (a
-/// long-polling session has two and reopens them; an upgrade adds one): what a network
-/// fault that cut one of them is matched with.
+/// Which of a Socket.IO connection's TCP connections: over WebSocket the one stream;
+/// over long-polling the `GET`s' and the `POST`s'; and an upgrade's WebSocket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Leg {
+    /// The WebSocket, or the long-polling `GET`s.
+    Stream = 0,
+    /// The long-polling `POST`s.
+    Post = 1,
+    /// The WebSocket a long-polling connection upgrades to.
+    Upgrade = 2,
+}
+
+/// The local end of each of a Socket.IO connection's TCP connections, the latest of each
+/// leg (a long-polling leg reopened replaces its old one): what a network fault that cut
+/// one of them is matched with.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Locals(Arc<Mutex<Vec<SocketAddr>>>);
+pub(crate) struct Locals(Arc<Mutex<[Option<SocketAddr>; 3]>>);
 
 impl Locals {
-    /// The most kept: a polling session's two, an upgrade's, and a reopened one.
-    const KEEP: usize = 4;
-
-    fn note(&self, addr: SocketAddr) {
-        let mut v = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if v.len() == Self::KEEP {
-            v.remove(0);
-        }
-        v.push(addr);
+    fn note(&self, leg: Leg, addr: SocketAddr) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)[leg as usize] = Some(addr);
     }
 
-    /// Every local end kept.
+    /// The local end of every leg opened.
     pub(crate) fn all(&self) -> Vec<SocketAddr> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .iter()
+            .flatten()
+            .copied()
+            .collect()
     }
 }
 
 /// Opens a TCP connection from `source` (when given) with Nagle off, noting its local end
-/// in `locals`.
+/// in `locals` as `leg`.
 pub(crate) async fn tcp(
     endpoint: &Endpoint,
     source: Option<IpAddr>,
-    locals: &Locals,
+    (locals, leg): (&Locals, Leg),
 ) -> Result<TcpStream, WireError> {
     let socket = if endpoint.addr.is_ipv4() {
         TcpSocket::new_v4()
@@ -83,7 +91,7 @@ pub(crate) async fn tcp(
     let tcp = socket.connect(endpoint.addr).await?;
     tcp.set_nodelay(true)?;
     if let Ok(local) = tcp.local_addr() {
-        locals.note(local);
+        locals.note(leg, local);
     }
     Ok(tcp)
 }

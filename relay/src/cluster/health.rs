@@ -65,6 +65,16 @@ impl Health {
         self.gauge.set(1);
     }
 
+    /// Notes that the cluster's shared state was lost and is being put back (Redis restarted
+    /// empty between two heartbeats, without this node ever failing a command): for a
+    /// while, as after an outage, what Redis lacks may still be on its way.
+    pub fn rebuilding(&self) {
+        *self
+            .recovered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+
     /// Marks the node back in its cluster.
     pub fn recover(&self) {
         let mut slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
@@ -100,5 +110,12 @@ mod tests {
         assert_eq!(gauge.get(), 0);
         // just back: not yet long enough for the others to have put their state back
         assert!(h.up_for(Duration::ZERO) && !h.up_for(Duration::from_secs(60)));
+        let h = Health::new(Gauge::default());
+        assert!(h.up_for(Duration::from_secs(60)));
+        h.rebuilding();
+        assert!(
+            h.is_up() && !h.up_for(Duration::from_secs(60)),
+            "Redis lost its state"
+        );
     }
 }

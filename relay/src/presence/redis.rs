@@ -379,14 +379,18 @@ impl Presence for RedisPresence {
             if !self.link.health.up_for(SYNCED_TTL) {
                 return None;
             }
-            let result = redis::cmd("HEXISTS")
-                .arg(self.link.key("clients"))
-                .arg(sid)
-                .query_async::<bool>(&mut self.link.conn.clone())
+            // this node's heartbeat read with it: a Redis that restarted empty since the last
+            // beat has forgotten every node's visitors, and its "no" means nothing
+            let result = redis::pipe()
+                .hexists(self.link.key("clients"), sid)
+                .exists(self.link.key(&format!("alive:{}", self.link.node)))
+                .query_async::<(bool, bool)>(&mut self.link.conn.clone())
                 .await;
             match result {
-                Ok(true) => Some(true),
-                Ok(false) => self.link.health.up_for(SYNCED_TTL).then_some(false),
+                Ok((true, _)) => Some(true),
+                Ok((false, remembered)) => {
+                    (remembered && self.link.health.up_for(SYNCED_TTL)).then_some(false)
+                }
                 Err(e) => {
                     self.failed(&e);
                     None

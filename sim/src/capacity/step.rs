@@ -114,12 +114,13 @@ fn usable_cores() -> f64 {
     std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
-/// The result as the steady window shows it: its latency and send lag in place of the whole
-/// run's, every threshold judged again (correctness stays the whole run's).
+/// The result as the steady window shows it: its messages' latency and its send lag in place
+/// of the whole run's, every threshold judged again (correctness stays the whole run's).
 fn steady_view(r: &RunResult) -> RunResult {
     let mut v = r.clone();
     if let Some(s) = &r.steady {
-        v.paths.clone_from(&s.paths);
+        // the message paths from the window; the others (presence, connect) stay the run's
+        v.paths.extend(s.paths.clone());
         v.send_lag.clone_from(&s.send_lag);
         v.judge();
     }

@@ -211,3 +211,50 @@ fn a_fault_that_failed_kills_nothing() {
     assert_eq!(c["disconnected.fault"], 0, "{c:?}");
     assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
 }
+
+#[test]
+fn a_slow_kill_is_timed_from_when_it_was_done() {
+    // a `docker stop` that takes 8 s: the node's sockets close, and its departures are
+    // announced 12 s after the fault began but 4 s after the node was dead for sure
+    let mut w = World::new();
+    let at = w.at(1);
+    w.ledger.apply(Record::Joining {
+        socket: 9,
+        role: BotRole::Client,
+        sid: "v9".into(),
+        operator: None,
+        node: 1,
+        ping_deadline: PING_DEADLINE,
+        at,
+    });
+    for o in [OP_A, OP_B] {
+        w.got(
+            o,
+            2,
+            Observed::NewChat {
+                client: "v9".into(),
+                username: "v9".into(),
+            },
+        );
+    }
+    let at = w.at(1_000);
+    w.ledger.apply(Record::Fault {
+        killed: Some(1),
+        at,
+    });
+    w.cut(9, 8_500);
+    let at = w.at(9_000);
+    w.ledger.apply(Record::FaultDone { node: 1, at });
+    for o in [OP_A, OP_B] {
+        w.got(
+            o,
+            13_000,
+            Observed::ChatEnded {
+                client: "v9".into(),
+            },
+        );
+    }
+    let c = w.finish();
+    assert_eq!(c["disconnected.fault"], 1, "{c:?}");
+    assert_eq!(c["violations"], 0, "{c:?}");
+}

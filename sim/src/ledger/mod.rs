@@ -48,18 +48,22 @@ pub struct Ledger {
     typing_from: HashMap<SocketKey, Instant>,
     typing_to: HashMap<SocketKey, Instant>,
     /// The steady part of sending, measured apart.
-    steady: Steady,
+    steady: Option<Box<Steady>>,
 }
 
-/// The steady part of sending: the histograms as it began, then its own.
+/// The steady part of sending: the sends intended from `from` to `to` (the ramp left out),
+/// the lag of those sends and the latency of their deliveries, whenever they arrive.
 #[derive(Debug)]
-enum Steady {
-    /// Not begun.
-    Waiting,
-    /// Begun at this instant, the histograms as they were then.
-    Since(Instant, Box<PathHistograms>),
-    /// Over: from, to, and what was recorded in between.
-    Measured(Instant, Instant, Box<PathHistograms>),
+struct Steady {
+    from: Instant,
+    to: Instant,
+    histograms: PathHistograms,
+}
+
+impl Steady {
+    fn holds(&self, intended: Instant) -> bool {
+        self.from <= intended && intended < self.to
+    }
 }
 
 impl Ledger {
@@ -78,32 +82,23 @@ impl Ledger {
             checks: Checks::new(rate_limit, sharded),
             typing_from: HashMap::new(),
             typing_to: HashMap::new(),
-            steady: Steady::Waiting,
+            steady: None,
         }
     }
 
-    /// The steady part of sending begins now (`at`): latency from here on is measured
-    /// apart too.
-    pub fn begin_steady(&mut self, at: Instant) {
-        if matches!(self.steady, Steady::Waiting) {
-            self.steady = Steady::Since(at, Box::new(self.histograms.clone()));
-        }
+    /// Measures the sends intended from `from` to `to` apart too: the steady part of
+    /// sending.
+    pub fn measure_steady(&mut self, from: Instant, to: Instant) {
+        self.steady = Some(Box::new(Steady {
+            from,
+            to,
+            histograms: PathHistograms::default(),
+        }));
     }
 
-    /// The steady part of sending ends now (`at`).
-    pub fn end_steady(&mut self, at: Instant) {
-        if let Steady::Since(from, before) = &self.steady {
-            let window = self.histograms.since(before);
-            self.steady = Steady::Measured(*from, at, Box::new(window));
-        }
-    }
-
-    /// The steady part of sending, once over: from, to, and its histograms.
+    /// The steady part of sending: from, to, and its histograms.
     pub fn steady(&self) -> Option<(Instant, Instant, &PathHistograms)> {
-        match &self.steady {
-            Steady::Measured(from, to, h) => Some((*from, *to, h)),
-            _ => None,
-        }
+        self.steady.as_ref().map(|s| (s.from, s.to, &s.histograms))
     }
 
     /// Takes one record into account.
@@ -126,6 +121,9 @@ impl Ledger {
                     self.tally.count(Counter::GeneratorLate, 1);
                 }
                 self.histograms.record_lag(micros(lag));
+                if let Some(s) = self.steady.as_mut().filter(|s| s.holds(*intended)) {
+                    s.histograms.record_lag(micros(lag));
+                }
                 self.evidence.lag(*intended, lag);
                 self.book
                     .insert(Message::new(*msg, *socket, kind.clone(), *intended, *at));
@@ -298,6 +296,9 @@ impl Ledger {
                 micros(service),
             );
             self.histograms.record(path, intended_us, service_us);
+            if let Some(s) = self.steady.as_mut().filter(|s| s.holds(intended)) {
+                s.histograms.record(path, intended_us, service_us);
+            }
             if self.registry.spans_nodes()
                 && let Some(from) = sender_node
             {
@@ -309,6 +310,7 @@ impl Ledger {
                 self.histograms.record(across, intended_us, service_us);
             }
             self.evidence.message(sent_at, service);
+            self.registry.delivered(to, at, service);
             self.tally.count(Counter::Delivered, 1);
         }
     }

@@ -168,3 +168,49 @@ fn a_refusal_waits_for_its_verdict_until_a_broken_visitor_could_be_known() {
     w.ledger.settle_due_now();
     assert_eq!(w.finish()["violations"], 0);
 }
+
+#[test]
+fn without_acks_a_message_relay_error_is_paired_with_the_message_that_reached_nobody() {
+    // a backend that never acks refuses the reply to V1, online: refused, and not lost
+    let mut w = World::new();
+    w.send_to_v1(1, 1_000);
+    relay_error(&mut w, OP_A, 1_002, "operatorMessage", "unknown_client");
+    w.send_to_v1(2, 2_000);
+    w.deliver_ok(2, 2_000);
+    only(&w.finish(), Violation::Refused, 1);
+    // the same to a visitor that had just left: right, and owed to nobody either
+    let mut w = World::new();
+    w.leave(V1, 990);
+    for o in [OP_A, OP_B] {
+        w.got(
+            o,
+            991,
+            Observed::ChatEnded {
+                client: "v1".into(),
+            },
+        );
+    }
+    w.send_to_v1(1, 1_000);
+    relay_error(&mut w, OP_A, 1_002, "operatorMessage", "unknown_client");
+    assert_eq!(w.finish()["violations"], 0);
+}
+
+#[test]
+fn without_acks_a_message_over_budget_may_be_refused_by_relay_error() {
+    let mut w = World::with_limit(1);
+    w.send(V1, 1, 1_000, SentKind::ClientToOperators);
+    w.got_from_client(OP_A, 1, 1_001);
+    w.got_from_client(OP_B, 1, 1_001);
+    w.send(V1, 2, 2_000, SentKind::ClientToOperators);
+    relay_error(&mut w, V1, 2_001, "clientMessage", "forbidden");
+    assert_eq!(w.finish()["violations"], 0);
+}
+
+#[test]
+fn a_relay_error_before_the_first_ack_is_not_counted_twice() {
+    let mut w = World::new();
+    w.send_to_v1(1, 1_000);
+    relay_error(&mut w, OP_A, 1_001, "operatorMessage", "unknown_client");
+    w.ack(OP_A, 1, 1_002, refused("unknown_client"));
+    only(&w.finish(), Violation::Refused, 1);
+}

@@ -41,9 +41,40 @@ pub struct SocketInfo {
     /// The backend's ping deadline (`pingInterval + pingTimeout` of its open packet): how
     /// long it may take to notice a connection that broke without a close.
     pub ping_deadline: Duration,
+    /// The latest deliveries to it: when, and how long after their message left. The
+    /// quickest of them is its own link's floor.
+    recent: [Option<(Instant, Duration)>; LINK_SAMPLES],
 }
 
+/// Deliveries to a socket that speak for its link.
+const LINK_SAMPLES: usize = 3;
+
+/// How long a delivery to a socket speaks for its link.
+const LINK_MEMORY: Duration = Duration::from_secs(30);
+
 impl SocketInfo {
+    /// Its own link's window at `t`: twice the quickest of its last deliveries (when they
+    /// are [`LINK_SAMPLES`], all within [`LINK_MEMORY`] before `t`), plus the floor, at
+    /// most the delivery bound. A socket on a slow link (every delivery to it slow, not one
+    /// slow moment) is owed less of what came just before it left, whatever the others'
+    /// speed.
+    pub fn link_window(&self, t: Instant) -> Duration {
+        let recent = |r: &Option<(Instant, Duration)>| {
+            r.filter(|(at, _)| *at <= t && t.saturating_duration_since(*at) <= LINK_MEMORY)
+                .map(|(_, d)| d)
+        };
+        let floor = if self.recent.iter().all(|r| recent(r).is_some()) {
+            self.recent
+                .iter()
+                .filter_map(recent)
+                .min()
+                .unwrap_or_default()
+        } else {
+            Duration::ZERO
+        };
+        (super::evidence::FLOOR + floor * 2).min(bounds::DELIVERY)
+    }
+
     /// True for operator-role sockets whose join was confirmed before `t` and that stayed
     /// open at least `grace` after it: such a socket is owed what the room got at `t`.
     pub fn owed_at(&self, t: Instant, grace: Duration) -> bool {
@@ -104,8 +135,11 @@ pub struct Registry {
     /// Cuts of the fault proxy not yet matched with a broken connection, by the bot's end
     /// of the cut TCP connection.
     cuts: HashMap<SocketAddr, Instant>,
-    /// Nodes killed by faults, and when.
-    kills: Vec<(u32, Instant)>,
+    /// How many cuts were left when they were last pruned.
+    cuts_pruned_at: usize,
+    /// Nodes killed by faults: from when the fault began to when it was done (the node
+    /// died somewhere in between; `None` while it is under way).
+    kills: Vec<(u32, Instant, Option<Instant>)>,
     by_sid: HashMap<String, SocketKey>,
     operator_keys: Vec<SocketKey>,
     tabs: HashMap<u64, Vec<SocketKey>>,
@@ -132,21 +166,23 @@ impl Registry {
     }
 
     /// Notes a cut of the bot's connection from `peer`; cuts too old to explain anything
-    /// are dropped as more come.
+    /// are dropped as more come, each time the notes have doubled.
     fn note_cut(&mut self, peer: SocketAddr, at: Instant) {
-        if self.cuts.len() >= 4096 {
+        if self.cuts.len() >= self.cuts_pruned_at.max(4096) * 2 {
             self.cuts.retain(|_, c| *c + NETWORK_WINDOW >= at);
+            self.cuts_pruned_at = self.cuts.len();
         }
         self.cuts.insert(peer, at);
     }
 
-    /// When `node` was killed, if a fault killed it at most [`FAULT_WINDOW`] before `at`.
+    /// The latest `node` may have died, if a fault killed it at most [`FAULT_WINDOW`]
+    /// before `at`.
     pub fn killed_before(&self, node: u32, at: Instant) -> Option<Instant> {
-        self.kills
-            .iter()
-            .rev()
-            .find(|&&(n, k)| n == node && k <= at && at <= k + FAULT_WINDOW)
-            .map(|&(_, k)| k)
+        self.kills.iter().rev().find_map(|&(n, from, until)| {
+            // a kill under way may still be killing: it explains what closes meanwhile
+            let until = until.unwrap_or(at);
+            (n == node && from <= at && at <= until + FAULT_WINDOW).then_some(until)
+        })
     }
 
     /// The latest the backend may learn that `s` went: when it left; for a connection that
@@ -170,8 +206,8 @@ impl Registry {
     }
 
     /// When the backend must know that `s` went and how long it then has to announce it:
-    /// a clean leave at once, a socket of a killed node at the kill (the protocol's
-    /// dead-node bound), a connection that broke silently at its ping deadline.
+    /// a clean leave at once, a socket of a killed node at the latest its node died (the
+    /// protocol's dead-node bound), a connection that broke silently at its ping deadline.
     pub fn departure_deadline(&self, s: &SocketInfo) -> Option<(Instant, Duration)> {
         let left = s.leaving?;
         if s.silent_since.is_some() {
@@ -223,6 +259,7 @@ impl Registry {
                     closed_by_server: false,
                     silent_since: None,
                     ping_deadline: *ping_deadline,
+                    recent: [None; LINK_SAMPLES],
                 });
                 self.connected += 1;
             }
@@ -245,11 +282,16 @@ impl Registry {
             Record::Fault {
                 killed: Some(node),
                 at,
-            } => self.kills.push((*node, *at)),
+            } => self.kills.push((*node, *at, None)),
+            Record::FaultDone { node, at } => {
+                if let Some(k) = self.kills.iter_mut().rev().find(|k| k.0 == *node) {
+                    k.2 = Some(*at);
+                }
+            }
             Record::FaultFailed {
                 node: Some(node), ..
             } => {
-                if let Some(i) = self.kills.iter().rposition(|(n, _)| n == node) {
+                if let Some(i) = self.kills.iter().rposition(|k| k.0 == *node) {
                     self.kills.remove(i);
                 }
             }
@@ -283,6 +325,14 @@ impl Registry {
             Record::ConnectFailed { .. } => tally.count(Counter::ConnectFailed, 1),
             Record::ConnectUnfinished { .. } => tally.count(Counter::ConnectUnfinished, 1),
             _ => {}
+        }
+    }
+
+    /// A delivery reached socket `k` at `at`, `d` after its message left.
+    pub fn delivered(&mut self, k: SocketKey, at: Instant, d: Duration) {
+        if let Some(s) = self.get_mut(k) {
+            s.recent.rotate_left(1);
+            s.recent[LINK_SAMPLES - 1] = Some((at, d));
         }
     }
 

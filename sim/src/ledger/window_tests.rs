@@ -283,3 +283,61 @@ fn a_delivery_past_its_bound_is_late_and_not_lost() {
     assert_eq!(w.ledger.counter(Counter::Violations), 1, "lost at 21 s");
     only(&w.finish(), Violation::Lost, 1);
 }
+
+#[test]
+fn a_slow_link_widens_its_own_window_only() {
+    // every delivery to V2 takes 3 s on its own link; everyone else's is quick
+    let mut w = World::new();
+    let to_v2 = |w: &mut World, id: MsgId, ms: u64| {
+        w.send(OP_A, id, ms, SentKind::OperatorToClient { to: "v2".into() });
+        w.got(
+            OP_B,
+            ms + 2,
+            Observed::Broadcast {
+                msg: Some(id),
+                client: "v2".into(),
+                operator_id: 1,
+                operator_name: "Ann".into(),
+                unsanitized: false,
+            },
+        );
+    };
+    for (id, ms) in [(1, 20_000), (2, 21_000), (3, 22_000)] {
+        to_v2(&mut w, id, ms);
+        w.got(
+            V2,
+            ms + 3_000,
+            Observed::ToClient {
+                msg: Some(id),
+                from: "opA".into(),
+                unsanitized: false,
+            },
+        );
+    }
+    // a reply to V2 at 30 s, which leaves 2 s later without it: within its link's window
+    to_v2(&mut w, 4, 30_000);
+    w.leave(V2, 32_000);
+    for o in [OP_A, OP_B] {
+        w.got(
+            o,
+            32_001,
+            Observed::ChatEnded {
+                client: "v2".into(),
+            },
+        );
+    }
+    // a reply to V1, on a quick link, which leaves 2 s later without it: lost
+    w.send_to_v1(5, 30_000);
+    w.broadcast(OP_B, 5, 30_002, (1, "Ann"));
+    w.leave(V1, 32_000);
+    for o in [OP_A, OP_B] {
+        w.got(
+            o,
+            32_001,
+            Observed::ChatEnded {
+                client: "v1".into(),
+            },
+        );
+    }
+    only(&w.finish(), Violation::Lost, 1);
+}

@@ -37,6 +37,10 @@ pub(super) struct Resolver<'a> {
     source: &'a str,
 }
 
+/// What an image message adds to its image's base64: the data URL's prefix, the other
+/// fields, the event's name and framing.
+const PAYLOAD_OVERHEAD: usize = 1024;
+
 impl Resolver<'_> {
     /// A parser or serde error, with the field found at its position.
     fn toml_error(
@@ -132,7 +136,7 @@ impl Resolver<'_> {
         {
             let role = *g.get_ref().role.get_ref();
             match role.chat() {
-                Some(chat) => groups.push(self.group(i, g, chat, scale)?),
+                Some(chat) => groups.push(self.group(i, g, chat, scale, &limits)?),
                 None if adversary.is_some() => {
                     let span = g.get_ref().role.span();
                     return Err(self.err(
@@ -321,7 +325,9 @@ impl Resolver<'_> {
         g: Spanned<RawGroup>,
         role: BotRole,
         scale: f64,
+        limits: &Limits,
     ) -> Result<Group, ScenarioError> {
+        let g_span = g.span();
         let g = g.into_inner();
         let f = |name: &str| format!("bots[{i}].{name}");
         if let Some(a) = &g.attacks {
@@ -409,6 +415,36 @@ impl Resolver<'_> {
             Some(x) => Ok(*x.get_ref()),
             None => Ok(0.0),
         };
+        let image_fraction = fraction(&g.image_fraction, "image_fraction")?;
+        // what the bots send must be within the limits the target is expected to keep: a
+        // refusal of a payload over them would be right, and reported as `refused`
+        if image_fraction > 0.0 {
+            let span = g.image_bytes.as_ref().map_or(g_span.clone(), |r| r.span());
+            let max = image_bytes.max as usize;
+            let encoded = max.div_ceil(3) * 4 + PAYLOAD_OVERHEAD;
+            if max > limits.max_image_bytes {
+                return Err(self.err(
+                    span,
+                    f("image_bytes"),
+                    format!(
+                        "sends images up to {} bytes, over relay.max_image_bytes ({}): the \
+                         target would rightly refuse them",
+                        image_bytes.max, limits.max_image_bytes
+                    ),
+                ));
+            }
+            if encoded > limits.max_payload_bytes {
+                return Err(self.err(
+                    span,
+                    f("image_bytes"),
+                    format!(
+                        "images of {} bytes make events of about {encoded} bytes (base64), over \
+                         relay.max_payload_bytes ({}): the target would rightly refuse them",
+                        image_bytes.max, limits.max_payload_bytes
+                    ),
+                ));
+            }
+        }
         let lifetime = match &g.lifetime {
             Some(l) if l.get_ref().0 < Duration::from_millis(500) => {
                 return Err(self.err(l.span(), f("lifetime"), "must be at least 500ms"));
@@ -432,7 +468,7 @@ impl Resolver<'_> {
             burst,
             text_length,
             markup_fraction: fraction(&g.markup_fraction, "markup_fraction")?,
-            image_fraction: fraction(&g.image_fraction, "image_fraction")?,
+            image_fraction,
             image_bytes,
             typing_probability: fraction(&g.typing_probability, "typing_probability")?,
             lifetime,

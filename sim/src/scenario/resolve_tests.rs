@@ -147,6 +147,31 @@ fn wrong_types_name_the_field_at_its_value() {
 }
 
 #[test]
+fn images_over_the_targets_limits_are_refused_where_they_are_written() {
+    let src = GOOD.replace(
+        "transport = \"polling\"",
+        "transport = \"polling\"\nimage_fraction = 0.1\nimage_bytes = { min = 1000, max = 300000 }",
+    );
+    let e = err(&format!("{src}\n[relay]\nmax_image_bytes = 200000\n"));
+    assert!(e.starts_with("s.toml:18:15: `bots[1].image_bytes`"), "{e}");
+    assert!(e.contains("over relay.max_image_bytes (200000)"), "{e}");
+    // within the image limit, but its base64 over the event limit
+    let e = err(&format!(
+        "{src}\n[relay]\nmax_payload_bytes = 350000\nmax_image_bytes = 300000\n"
+    ));
+    assert!(e.contains("over relay.max_payload_bytes (350000)"), "{e}");
+    // images that fit pass, and no images at all pass whatever their size
+    plan(&format!("{src}\n[relay]\nmax_image_bytes = 400000\n"));
+    plan(&format!(
+        "{}\n[relay]\nmax_image_bytes = 2000\n",
+        GOOD.replace(
+            "transport = \"polling\"",
+            "transport = \"polling\"\nimage_bytes = { min = 1000, max = 300000 }"
+        )
+    ));
+}
+
+#[test]
 fn invalid_values_point_at_the_value() {
     let e = err(&GOOD.replace("count = 10", "count = 0"));
     assert!(

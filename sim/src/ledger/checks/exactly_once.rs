@@ -93,14 +93,16 @@ impl Check for ExactlyOnce {
         if !m.owed {
             return;
         }
-        let grace = cx.evidence.delivery_window(m.sent_at);
+        let moment = cx.evidence.delivery_window(m.sent_at);
+        // the moment's window, or a slow link's own when it is wider
+        let window = |s: &SocketInfo| moment.max(s.link_window(m.sent_at));
         // the connection that carried the message broke before the backend confirmed it:
         // what it did not pass on went down with the connection
         let sender_cut = !matches!(m.ack, Some((AckOutcome::Accepted, _)))
-            && cx
-                .registry
-                .get(m.sender)
-                .is_some_and(|s| cut_within(s, m.sent_at, grace) || silent(s, m.sent_at, grace));
+            && cx.registry.get(m.sender).is_some_and(|s| {
+                let grace = window(s);
+                cut_within(s, m.sent_at, grace) || silent(s, m.sent_at, grace)
+            });
         let mut missing = |tally: &mut Tally, to: SocketKey, what: &'static str| {
             if sender_cut {
                 tally.count(Counter::LostDisconnected, 1);
@@ -121,6 +123,7 @@ impl Check for ExactlyOnce {
                 continue;
             }
             let got = m.received.contains(&k);
+            let grace = window(s);
             if s.owed_at(m.sent_at, grace) {
                 owed += 1;
                 if !got {
@@ -141,6 +144,7 @@ impl Check for ExactlyOnce {
             && !v.refused
             && v.joining <= m.sent_at
         {
+            let grace = window(v);
             if v.stays(m.sent_at, grace) {
                 owed += 1;
                 if !m.received.contains(&k) {

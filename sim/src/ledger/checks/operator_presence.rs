@@ -61,18 +61,23 @@ impl OperatorPresence {
             let cause = tabs().map(|t| t.joining).filter(|c| *c <= at).max();
             (cause, cause.map(|c| (c, relay::bounds::PRESENCE)))
         } else {
-            let last = tabs()
-                .filter(|t| t.leaving.is_some_and(|l| l <= at))
-                .max_by_key(|t| t.leaving);
-            // a departure is late only when no tab is left online to be the reason
+            let gone = || tabs().filter(|t| t.leaving.is_some_and(|l| l <= at));
+            // a departure is late only when no tab is left online to be the reason, and only
+            // past the last moment any of its tabs' departures could be announced
             let alone = !tabs().any(|t| t.joining <= at && t.leaving.is_none_or(|l| l > at));
-            let deadline = last
-                .filter(|_| alone)
-                .and_then(|t| registry.departure_deadline(t));
-            (last.and_then(|t| t.leaving), deadline)
+            let deadline = gone()
+                .filter_map(|t| registry.departure_deadline(t))
+                .max_by_key(|(known, bound)| *known + *bound)
+                .filter(|_| alone);
+            (gone().filter_map(|t| t.leaving).max(), deadline)
         };
         // only the first announcement since the cause can be late
-        let first = cause.is_some_and(|c| !log.iter().any(|(on, t)| *on == online && *t >= c));
+        let first = cause.is_some_and(|c| {
+            !log.iter()
+                .rev()
+                .take_while(|(_, t)| *t >= c)
+                .any(|(on, _)| *on == online)
+        });
         log.push((online, at));
         presence_event(cx, &o.sid, at, cause, deadline.filter(|_| first), || {
             format!("{event} {operator_id}")
