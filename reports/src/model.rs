@@ -141,10 +141,6 @@ pub struct TargetSample {
     /// the machine kept it from running.
     #[serde(default)]
     pub hottest_thread_wanted: Option<f64>,
-    /// Seconds the simulator's bot thread (or process) was running or ready and waiting
-    /// for a core, since it started: beside `sim_cpu_s`, whether it wanted more than it got.
-    #[serde(default)]
-    pub sim_wanted_s: Option<f64>,
 }
 
 /// The windows a run judged with. A window is a span of "either answer is right" (a socket

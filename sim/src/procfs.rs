@@ -43,11 +43,6 @@ pub fn thread_wanted(pid: u32, tid: u32) -> Option<f64> {
     wanted_in(&std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?)
 }
 
-/// Seconds thread `tid` of this process has wanted a core.
-pub fn own_thread_wanted(tid: u32) -> Option<f64> {
-    wanted_in(&std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?)
-}
-
 /// This thread's id (Linux tid).
 pub fn this_thread() -> Option<u32> {
     let link = std::fs::read_link("/proc/thread-self").ok()?;
@@ -158,12 +153,8 @@ mod tests {
         );
         assert!(machine_busy().is_some_and(|b| b > 0.0));
         // the spin above ran on this thread: it wanted at least that much of a core
-        assert!(
-            own_thread_wanted(tid).is_some_and(|w| w >= 0.03),
-            "{:?}",
-            own_thread_wanted(tid)
-        );
-        assert!(thread_wanted(std::process::id(), tid).is_some());
+        let wanted = thread_wanted(std::process::id(), tid);
+        assert!(wanted.is_some_and(|w| w >= 0.03), "{wanted:?}");
         assert_eq!(wanted_in("2000000000 500000000 7"), Some(2.5));
         assert_eq!(wanted_in("x"), None);
         assert!(cores().is_some_and(|c| c >= 1.0));

@@ -114,11 +114,6 @@ impl CpuSources {
             None => crate::procfs::own_cpu(),
         }
     }
-
-    /// Seconds the bot thread wanted a core (when the bots have a thread to themselves).
-    fn sim_wanted(&self) -> Option<f64> {
-        crate::procfs::own_thread_wanted(self.bot_thread?)
-    }
 }
 
 /// A running watch.
@@ -211,7 +206,6 @@ fn sample(start: Instant, f: Figures, cpu: &mut CpuSources) -> TargetSample {
         machine_busy_s: crate::procfs::machine_busy(),
         hottest_thread,
         hottest_thread_wanted,
-        sim_wanted_s: cpu.sim_wanted(),
     }
 }
 
@@ -361,7 +355,6 @@ mod tests {
             machine_busy_s: None,
             hottest_thread: None,
             hottest_thread_wanted: None,
-            sim_wanted_s: None,
         };
         // 1 MiB per minute after 60 s, a jump during warm-up ignored
         let samples = [

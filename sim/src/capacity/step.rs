@@ -55,8 +55,6 @@ struct Window {
     late_seconds: f64,
     target_cpu: Option<f64>,
     sim_cpu: Option<f64>,
-    /// Share of a core the bot thread wanted (running, or waiting for a core).
-    sim_wanted: Option<f64>,
     machine: Option<f64>,
     hottest_thread: Option<f64>,
     hottest_thread_wanted: Option<f64>,
@@ -102,7 +100,6 @@ fn window(r: &RunResult, from: f64, to: f64) -> Window {
             .count() as f64,
         target_cpu: rate(|s| s.cpu_s),
         sim_cpu: rate(|s| s.sim_cpu_s),
-        sim_wanted: rate(|s| s.sim_wanted_s),
         machine: rate(|s| s.machine_busy_s),
         hottest_thread: mean(|s| s.hottest_thread),
         hottest_thread_wanted: mean(|s| s.hottest_thread_wanted),
@@ -186,31 +183,20 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
     let machine_full = machine.is_some_and(|m| m >= SATURATED);
     let generator = !embedded && bot_thread;
     // the generator's own evidence, over the steady window only: its thread using a core,
-    // or wanting one it did not get, or late sends in most seconds (never a p99 of a few)
+    // or late sends in most seconds (never a p99 of a few)
     let sim_busy = generator && sim_cpu.is_some_and(|c| c >= SATURATED);
-    let sim_starved = generator && !sim_busy && w.sim_wanted.is_some_and(|c| c >= SATURATED);
     let sends = w.sent * w.span;
     let lagging = sends > 0.0
         && w.late > LATE_SHARE * sends
         && w.late_seconds >= SUSTAINED_SECONDS
         && w.late_seconds * 2.0 >= w.span;
-    let behind = (lagging || sim_starved).then(|| {
-        let mut why = Vec::new();
-        if lagging {
-            why.push(format!(
-                "{:.1} % of its sends late, in {:.0} of {:.0} seconds",
-                100.0 * w.late / sends,
-                w.late_seconds,
-                w.span
-            ));
-        }
-        if let Some(c) = w.sim_wanted.filter(|_| sim_starved) {
-            why.push(format!(
-                "its bot thread wanting {:.0} % of a core",
-                c * 100.0
-            ));
-        }
-        why.join(", ")
+    let behind = lagging.then(|| {
+        format!(
+            "{:.1} % of its sends late, in {:.0} of {:.0} seconds",
+            100.0 * w.late / sends,
+            w.late_seconds,
+            w.span
+        )
     });
     let mut saturated = None;
     if let (Some(why), true) = (&behind, machine_full) {

@@ -205,7 +205,6 @@ fn run_of(
                     machine_busy_s: Some(2.0 * machine * f64::from(t)),
                     hottest_thread: Some(0.3),
                     hottest_thread_wanted: Some(0.3),
-                    sim_wanted_s: Some(sim * f64::from(t)),
                 })
                 .collect(),
             rss_slope_kib_per_min: None,
