@@ -19,6 +19,10 @@ const SATURATED: f64 = 0.9;
 /// loop queues hard well before it is busy all the time.
 const THREAD_SATURATED: f64 = 0.8;
 
+/// Share of the machine from which a generator falling behind without using up its own
+/// core is the machine's doing: it waited for a core the target and it share.
+const MACHINE_BUSY: f64 = 0.8;
+
 /// Share of a steady window's sends that may leave late (over 10 ms, the ledger's "late")
 /// before the generator counts as behind, if it also was late in most of its seconds.
 const LATE_SHARE: f64 = 0.01;
@@ -180,7 +184,6 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
     let sim_cpu = w.sim_cpu;
     let target_cpu = if embedded { None } else { w.target_cpu };
     let machine = w.machine.map(|m| m / machine_cores);
-    let machine_full = machine.is_some_and(|m| m >= SATURATED);
     let generator = !embedded && bot_thread;
     // the generator's own evidence, over the steady window only: its thread using a core,
     // or late sends in most seconds (never a p99 of a few)
@@ -199,41 +202,47 @@ pub fn judge(t: &Trial<'_>, r: &RunResult, result_path: String) -> CapacityStep 
         )
     });
     let mut saturated = None;
-    if let (Some(why), true) = (&behind, machine_full) {
-        // behind on a machine with no CPU to spare: the machine's doing, not the generator's
-        failures.push(format!(
-            "the machine saturated: the generator fell behind ({why}), this step measures the machine"
-        ));
-    }
-    if sim_busy || (behind.is_some() && !machine_full) {
-        let mut why = Vec::new();
-        if let Some(c) = sim_cpu.filter(|_| sim_busy) {
-            why.push(format!("its bot thread at {:.0} % of a core", c * 100.0));
-        }
-        why.extend(behind.filter(|_| !machine_full));
-        saturated = Some(format!("generator ({})", why.join(", ")));
-        failures.push("the generator saturated: this step measures the simulator".into());
-    } else if let Some(c) = target_cpu.filter(|c| *c >= SATURATED * cores) {
-        saturated = Some(format!("target CPU ({c:.2} of {cores:.0} cores)"));
-    } else if let Some(h) = w
-        .hottest_thread_wanted
-        .or(w.hottest_thread)
-        .filter(|h| !embedded && *h >= THREAD_SATURATED)
-    {
-        saturated = Some(format!(
-            "target CPU (its busiest thread wanting {:.0} % of a core, running {}{})",
-            h * 100.0,
-            w.hottest_thread
-                .map_or("?".into(), |c| format!("{:.0} %", c * 100.0)),
-            target_cpu.map_or(String::new(), |c| format!(", {c:.2} cores in all"))
-        ));
-    } else if let Some(m) = machine.filter(|m| *m >= SATURATED) {
-        saturated = Some(format!(
+    // behind without using up its own core, on a busy machine: it waited for a core the
+    // target and it share, the machine's doing, not the generator's
+    let machine_busy = machine.is_some_and(|m| m >= MACHINE_BUSY);
+    let describe_machine = |m: f64| {
+        format!(
             "machine CPU ({:.0} % of {machine_cores:.0} cores; target {}, simulator {})",
             m * 100.0,
             target_cpu.map_or("?".into(), |c| format!("{c:.2} cores")),
             sim_cpu.map_or("?".into(), |c| format!("{c:.2} cores")),
+        )
+    };
+    if sim_busy || (behind.is_some() && !machine_busy) {
+        let mut why = Vec::new();
+        if let Some(c) = sim_cpu.filter(|_| sim_busy) {
+            why.push(format!("its bot thread at {:.0} % of a core", c * 100.0));
+        }
+        why.extend(behind.clone());
+        saturated = Some(format!("generator ({})", why.join(", ")));
+        failures.push("the generator saturated: this step measures the simulator".into());
+    } else if let (Some(why), Some(m)) = (&behind, machine.filter(|_| machine_busy)) {
+        failures.push(format!(
+            "the machine saturated: the generator fell behind ({why}) without using up its core, this step measures the machine"
         ));
+        saturated = Some(describe_machine(m));
+    } else if let Some(c) = target_cpu.filter(|c| *c >= SATURATED * cores) {
+        saturated = Some(format!("target CPU ({c:.2} of {cores:.0} cores)"));
+    } else if let Some(h) = w.hottest_thread.filter(|h| {
+        // running most of a core, or runnable nearly all the time however busy the
+        // machine kept it from running (a thread with no work waits for nothing)
+        !embedded
+            && (*h >= THREAD_SATURATED || w.hottest_thread_wanted.is_some_and(|w| w >= SATURATED))
+    }) {
+        saturated = Some(format!(
+            "target CPU (its busiest thread running {:.0} % of a core{}{})",
+            h * 100.0,
+            w.hottest_thread_wanted
+                .map_or(String::new(), |w| format!(", wanting {:.0} %", w * 100.0)),
+            target_cpu.map_or(String::new(), |c| format!(", {c:.2} cores in all"))
+        ));
+    } else if let Some(m) = machine.filter(|m| *m >= SATURATED) {
+        saturated = Some(describe_machine(m));
     }
     let count = |name: &str| r.counters.get(name).copied().unwrap_or(0);
     CapacityStep {

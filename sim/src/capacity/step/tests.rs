@@ -304,3 +304,40 @@ fn a_short_window_cannot_show_sustained_lag() {
     ));
     assert!(s.passed, "{s:?}");
 }
+
+/// `r` with the target's busiest thread running `cpu` and wanting `wanted` of a core.
+fn thread(mut r: RunResult, cpu: f64, wanted: f64) -> RunResult {
+    for s in &mut r.target_watch.as_mut().expect("watch").samples {
+        s.hottest_thread = Some(cpu);
+        s.hottest_thread_wanted = Some(wanted);
+    }
+    r
+}
+
+#[test]
+fn a_target_thread_is_its_limit_by_running_or_by_never_idling() {
+    // running 76 % of a core on a busy machine but runnable all the time: used up
+    let s = step(&thread(run(|_| 0, 12.0, 12.0, 0.5, 0.85), 0.76, 0.97));
+    assert!(
+        s.saturated
+            .as_deref()
+            .is_some_and(|w| w.starts_with("target CPU")),
+        "{s:?}"
+    );
+    // running 45 %, runnable 84 % of the time: a thread of a busy machine, not the limit
+    let s = step(&thread(run(|_| 0, 12.0, 12.0, 0.5, 0.85), 0.45, 0.84));
+    assert_eq!(s.saturated, None, "{s:?}");
+}
+
+#[test]
+fn lag_without_a_busy_generator_on_a_busy_machine_is_the_machines() {
+    // the bot thread at 85 % of a core, the machine 85 % busy, sends late throughout
+    let s = step(&run(|t| if t > 3 { 3 } else { 0 }, 12.0, 12.0, 0.85, 0.85));
+    assert!(!s.passed);
+    assert!(
+        s.saturated
+            .as_deref()
+            .is_some_and(|w| w.starts_with("machine CPU")),
+        "{s:?}"
+    );
+}
