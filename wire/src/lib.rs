@@ -12,6 +12,7 @@
 
 mod connection;
 mod endpoint;
+mod locals;
 pub mod packet;
 mod polling;
 mod ws;

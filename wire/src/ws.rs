@@ -23,6 +23,7 @@ use tungstenite::protocol::frame::{Frame, FrameHeader};
 
 use crate::WireError;
 use crate::endpoint::Endpoint;
+pub(crate) use crate::locals::{Leg, Locals};
 use crate::packet::clip;
 
 /// Largest message accepted from the server.
@@ -37,41 +38,6 @@ const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Initial read buffer; it grows as a message needs.
 const READ_BUFFER_BYTES: usize = 4096;
-
-/// Which of a Socket.IO connection's TCP connections: over WebSocket the one stream;
-/// over long-polling the `GET`s' and the `POST`s'; and an upgrade's WebSocket.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Leg {
-    /// The WebSocket, or the long-polling `GET`s.
-    Stream = 0,
-    /// The long-polling `POST`s.
-    Post = 1,
-    /// The WebSocket a long-polling connection upgrades to.
-    Upgrade = 2,
-}
-
-/// The local end of each of a Socket.IO connection's TCP connections, the latest of each
-/// leg (a long-polling leg reopened replaces its old one): what a network fault that cut
-/// one of them is matched with.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Locals(Arc<Mutex<[Option<SocketAddr>; 3]>>);
-
-impl Locals {
-    fn note(&self, leg: Leg, addr: SocketAddr) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)[leg as usize] = Some(addr);
-    }
-
-    /// The local end of every leg opened.
-    pub(crate) fn all(&self) -> Vec<SocketAddr> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .flatten()
-            .copied()
-            .collect()
-    }
-}
 
 /// Opens a TCP connection from `source` (when given) with Nagle off, noting its local end
 /// in `locals` as `leg`.
