@@ -1,6 +1,7 @@
 //! Relay configuration: flags with environment fallbacks, checked once at start-up.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 
 use clap::Parser;
 
@@ -78,6 +79,12 @@ pub struct Config {
     #[arg(long, env = "REDIS_STREAM_BUFFER", default_value_t = crate::cluster::DEFAULT_STREAM_BUFFER,
           value_parser = parse_buffer)]
     pub redis_stream_buffer: usize,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, env = "RELAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "RELAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Tokio worker threads (unset: one per core). Every delivery wakes the socket's
     /// writer; with one worker those wake-ups stay on one thread.
     #[arg(long, env = "RELAY_THREADS", value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -99,6 +106,9 @@ pub enum ConfigError {
     /// Secret too short to resist brute force.
     #[error("RELAY_JWT_SECRET is {0} bytes long; use at least {MIN_SECRET_BYTES}")]
     WeakSecret(usize),
+    /// A TLS certificate without its key, or a key without its certificate.
+    #[error("--tls-cert and --tls-key (RELAY_TLS_CERT, RELAY_TLS_KEY) go together: give both")]
+    HalfTls,
     /// Images could never fit in an event.
     #[error("MAX_IMAGE_BYTES ({image}) must not exceed MAX_PAYLOAD_BYTES ({payload})")]
     ImageOverPayload {
@@ -139,6 +149,8 @@ impl Config {
             redis_url: None,
             redis_prefix: "relay".to_owned(),
             redis_stream_buffer: crate::cluster::DEFAULT_STREAM_BUFFER,
+            tls_cert: None,
+            tls_key: None,
             worker_threads: None,
             clock: Clock::System,
         }
@@ -153,6 +165,9 @@ impl Config {
             None if !self.insecure_dev => return Err(ConfigError::MissingSecret),
             Some(s) if s.len() < MIN_SECRET_BYTES => return Err(ConfigError::WeakSecret(s.len())),
             _ => {}
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::HalfTls);
         }
         if self.max_image_bytes > self.max_payload_bytes {
             return Err(ConfigError::ImageOverPayload {

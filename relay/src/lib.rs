@@ -23,6 +23,7 @@ pub mod sanitize;
 mod server;
 mod session;
 pub mod state;
+pub mod tls;
 mod upkeep;
 
 pub use config::{Config, ConfigError};

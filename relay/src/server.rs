@@ -53,6 +53,9 @@ pub enum ServeError {
     /// socketioxide-redis could not subscribe the namespace.
     #[error("cannot subscribe to the cluster's channels: {0}")]
     Subscribe(String),
+    /// The TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The listener failed.
     #[error("serving HTTP failed: {0}")]
     Io(#[from] std::io::Error),
@@ -69,6 +72,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     config.validate()?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     if config.jwt_secret.is_none() {
         warn!("insecure development mode: operator identities are NOT verified");
     }
@@ -86,7 +93,7 @@ pub async fn serve(
         let relay = Arc::new(Relay::new(config, presence, metrics, None));
         let (layer, io) = socket_io(&relay.config).build_layer();
         register_namespace(&io, relay.clone());
-        return run(listener, relay, layer, io, shutdown).await;
+        return run((listener, tls), relay, layer, io, shutdown).await;
     };
     let link = Link::connect(&url, &config.redis_prefix, &metrics).await?;
     let presence = Arc::new(RedisPresence::new(gauges, link.clone()));
@@ -115,7 +122,7 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Subscribe(e.to_string()))?;
     let upkeep = tokio::spawn(upkeep::run(io.clone(), presence.clone(), link, metrics));
-    let served = run(listener, relay, layer, io, shutdown).await;
+    let served = run((listener, tls), relay, layer, io, shutdown).await;
     upkeep.abort();
     if let Err(e) = presence.leave().await {
         warn!(error = %e, "could not take this node out of the cluster");
@@ -137,7 +144,7 @@ fn socket_io(config: &Config) -> SocketIoBuilder {
 
 /// Serves HTTP and Socket.IO until `shutdown`, then disconnects every socket and drains.
 async fn run<A: Adapter>(
-    listener: TcpListener,
+    (listener, tls): (TcpListener, Option<tokio_rustls::TlsAcceptor>),
     relay: Arc<Relay>,
     layer: SocketIoLayer<A>,
     io: SocketIo<A>,
@@ -146,23 +153,35 @@ async fn run<A: Adapter>(
     let app: Router = http::router(relay.clone()).layer(layer);
     let app = http::guard(app, &relay.config);
     let addr = listener.local_addr()?;
-    info!(%addr, path = %relay.config.path, "relay listening");
-
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(%addr, %scheme, path = %relay.config.path, "relay listening");
     let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
     let closing_io = io.clone();
-    let server = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            info!("shutting down: disconnecting sockets");
-            let _ = fired_tx.send(());
-            closing_io.close().await;
-        })
-        .into_future();
+    let closing = async move {
+        shutdown.await;
+        info!("shutting down: disconnecting sockets");
+        let _ = fired_tx.send(());
+        closing_io.close().await;
+    };
+    let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        Some(acceptor) => Box::pin(
+            axum::serve(crate::tls::TlsListener::new(listener, acceptor)?, app)
+                .with_graceful_shutdown(closing)
+                .into_future(),
+        ),
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    warn!(error = %e, "could not set TCP_NODELAY");
+                }
+            });
+            Box::pin(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(closing)
+                    .into_future(),
+            )
+        }
+    };
     tokio::select! {
         result = server => result?,
         () = async {

@@ -130,6 +130,64 @@ async fn a_correct_node_server_passes_smoke() {
     }
 }
 
+/// The order rule, disconnection included: a visitor's message and its leave in one write
+/// (socket.io decodes both before it runs any handler) reach the operator as the message,
+/// then `chatEnded`. A server that handles the departure first drops the message, which
+/// the simulator rightly counts as lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_correct_node_server_handles_a_message_sent_just_before_leaving() {
+    use relay::auth::{Claims, OperatorIdentity, sign_hs256};
+    use wire::{Connection, Endpoint, Incoming, Options};
+    let (_child, url) = common::node("chat-server.mjs", &[]).await;
+    let endpoint = Endpoint::parse(&url).expect("url");
+    let who = OperatorIdentity {
+        operator_id: 1,
+        name: "Ann".into(),
+    };
+    let token = sign_hs256(common::SECRET.as_bytes(), &Claims::new(&who, 600));
+    let mut ann = Connection::connect(&endpoint, Options::default())
+        .await
+        .expect("operator connects");
+    let join =
+        serde_json::json!({"role": "operator", "token": token, "operatorId": 1, "name": "Ann"});
+    ann.emit("join", &join, Some(1)).expect("join");
+    for round in 0..5 {
+        let visitor = Connection::connect(&endpoint, Options::default())
+            .await
+            .expect("visitor connects");
+        let hello = serde_json::json!({"role": "client", "username": format!("V{round}")});
+        let message = serde_json::json!({"type": "text", "message": format!("bye {round}")});
+        let packets = [
+            format!("42{}", serde_json::json!(["join", hello])),
+            format!("42{}", serde_json::json!(["clientMessage", message])),
+            "41".to_owned(),
+        ];
+        let refs: Vec<&str> = packets.iter().map(String::as_str).collect();
+        visitor.sender().send_all(&refs).expect("one write");
+        let mut seen = Vec::new();
+        let ended = loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), ann.next())
+                .await
+                .expect("the operator hears of the visitor")
+                .expect("connected");
+            let Incoming::Event(text) = next else {
+                continue;
+            };
+            let (name, data) = wire::packet::split_event(text.as_str()).expect("an event");
+            if name == "chatEnded" {
+                break data.to_owned();
+            }
+            if name == "incomingMessage" {
+                seen.push(data.to_owned());
+            }
+        };
+        assert!(
+            seen.iter().any(|m| m.contains(&format!("bye {round}"))),
+            "round {round}: chatEnded ({ended}) came without the message sent before leaving: {seen:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_guides_example_server_fails_on_what_it_gets_wrong() {
     let r = smoke("guide-server.mjs").await;

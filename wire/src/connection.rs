@@ -11,9 +11,13 @@ use serde::Serialize;
 use tungstenite::Utf8Bytes;
 
 use crate::WireError;
+use crate::cookies::Cookies;
+use crate::dial::Dialer;
 use crate::endpoint::Endpoint;
+use crate::locals::Leg;
 use crate::packet::{self, Open, clip};
 use crate::polling::{self, Handshake, Session};
+use crate::tls;
 use crate::ws::{self, Outbox, Reader};
 
 /// How long connecting (TCP, HTTP, Engine.IO open, namespace connect) may take.
@@ -58,6 +62,14 @@ pub struct Options {
     pub source: Option<IpAddr>,
     /// `Origin` header, as a browser would send it.
     pub origin: Option<String>,
+    /// More headers for every request (an `Authorization`, a fixed `Cookie`), in order.
+    pub headers: Vec<(String, String)>,
+    /// The client's cookie jar, shared by all its connections as a browser's is; `None`
+    /// keeps no cookies.
+    pub cookies: Option<Cookies>,
+    /// TLS for an `https://` endpoint (see [`tls::Tls::for_client`]); `None`: the system's
+    /// roots, with a session cache of its own.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Something the server sent.
@@ -82,16 +94,14 @@ pub struct Connection {
     /// Socket id the server assigned (the namespace connect answer's `sid`).
     pub sid: String,
     open: Open,
-    endpoint: Endpoint,
-    options: Options,
+    /// Opens its legs, and keeps their local ends and the first TLS handshake's figures.
+    dialer: Dialer,
     link: Link,
     /// Packets that arrived on the old transport during an upgrade.
     pending: VecDeque<Utf8Bytes>,
     /// When the server was last heard from: silence past the ping deadline ends the
     /// connection, as socket.io-client's ping timeout does.
     heard: tokio::time::Instant,
-    /// The local ends of its TCP connections.
-    locals: ws::Locals,
 }
 
 impl Connection {
@@ -110,13 +120,12 @@ impl Connection {
             Some(a) => format!("40{a}"),
             None => "40".to_owned(),
         };
-        let locals = ws::Locals::default();
+        let dialer = Dialer::new(endpoint, &options)?;
         match options.transport {
             Transport::Websocket => {
-                let tcp = ws::tcp(endpoint, options.source, (&locals, ws::Leg::Stream)).await?;
+                let stream = dialer.dial(Leg::Stream).await?;
                 let target = endpoint.target("EIO=4&transport=websocket");
-                let (mut reader, outbox) =
-                    ws::open(tcp, endpoint, &target, options.origin.as_deref()).await?;
+                let (mut reader, outbox) = ws::open(stream, &dialer, &target).await?;
                 let open = Open::parse(reader.next_text(&outbox).await?.as_str())
                     .map_err(WireError::Protocol)?;
                 outbox.send_texts(&[&connect])?;
@@ -131,18 +140,14 @@ impl Connection {
                 Ok(Self {
                     sid,
                     open,
-                    endpoint: endpoint.clone(),
-                    options,
+                    dialer,
                     link: Link::Ws { reader, outbox },
                     pending: VecDeque::new(),
                     heard: tokio::time::Instant::now(),
-                    locals,
                 })
             }
             Transport::Polling | Transport::Upgrade => {
-                let mut hs =
-                    Handshake::open(endpoint, options.source, options.origin.as_deref(), &locals)
-                        .await?;
+                let mut hs = Handshake::open(&dialer).await?;
                 hs.post(&connect).await?;
                 let mut pending = VecDeque::new();
                 let mut sid = None;
@@ -159,12 +164,10 @@ impl Connection {
                 Ok(Self {
                     sid: sid.unwrap_or_default(),
                     open,
-                    endpoint: endpoint.clone(),
-                    options,
+                    dialer,
                     link: Link::Polling(hs.start()),
                     pending,
                     heard: tokio::time::Instant::now(),
-                    locals,
                 })
             }
         }
@@ -197,13 +200,12 @@ impl Connection {
             return Ok(());
         };
         session.start_upgrade();
-        let leg = (&self.locals, ws::Leg::Upgrade);
-        let tcp = ws::tcp(&self.endpoint, self.options.source, leg).await?;
+        let stream = self.dialer.dial(Leg::Upgrade).await?;
         let target = self
+            .dialer
             .endpoint
             .target(&format!("EIO=4&transport=websocket&sid={}", self.open.sid));
-        let (mut reader, outbox) =
-            ws::open(tcp, &self.endpoint, &target, self.options.origin.as_deref()).await?;
+        let (mut reader, outbox) = ws::open(stream, &self.dialer, &target).await?;
         outbox.send_texts(&["2probe"])?;
         let answer = reader.next_text(&outbox).await?;
         if answer.as_str() != "3probe" {
@@ -249,7 +251,13 @@ impl Connection {
     /// (a long-polling session's two, an upgrade's): a network fault that cut one of them
     /// is what broke this connection.
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
-        self.locals.all()
+        self.dialer.locals.all()
+    }
+
+    /// What its first TLS handshake took, and whether it resumed an earlier session of the
+    /// same client; `None` over plain TCP.
+    pub fn tls_handshake(&self) -> Option<tls::Handshake> {
+        self.dialer.handshake()
     }
 
     /// The transport packets travel on now.

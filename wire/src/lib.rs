@@ -9,15 +9,21 @@
 //!   when the kernel's buffer is full), so a pacing thread can put a message on the wire at
 //!   its intended instant.
 //! - [`packet`] frames and reads Socket.IO text packets.
+//! - [`tls`] sets up `https://` and `wss://`; [`Cookies`] is a client's cookie jar, sent on
+//!   every transport so a load balancer's stickiness holds.
 
 mod connection;
+mod cookies;
+mod dial;
 mod endpoint;
 mod locals;
 pub mod packet;
 mod polling;
+pub mod tls;
 mod ws;
 
 pub use connection::{Connection, HANDSHAKE_TIMEOUT, Incoming, Options, Sender, Transport};
+pub use cookies::Cookies;
 pub use endpoint::Endpoint;
 pub use tungstenite::Utf8Bytes;
 

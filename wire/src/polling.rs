@@ -5,7 +5,6 @@
 //! pings itself (by `POST`ing a pong) and stops when an upgrade to WebSocket releases it
 //! with a noop packet.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,50 +18,40 @@ use tokio::task::JoinHandle;
 use tungstenite::Utf8Bytes;
 
 use crate::WireError;
-use crate::endpoint::Endpoint;
+use crate::dial::Dialer;
+use crate::locals::Leg;
 use crate::packet::{Open, SEPARATOR, clip};
-use crate::ws::{Leg, Locals};
 
 /// One keep-alive HTTP/1.1 connection, opened again when the server closed it while idle
 /// (Node's HTTP server does after 5 s).
 struct Http {
     send: SendRequest<Full<Bytes>>,
     driver: JoinHandle<()>,
-    endpoint: Endpoint,
-    source: Option<IpAddr>,
-    origin: Option<String>,
-    /// Where its local end is noted, and as which leg.
-    locals: (Locals, Leg),
+    dialer: Dialer,
+    /// Which leg of the connection it is.
+    leg: Leg,
 }
 
 /// A request that never reached the server: safe to send again.
 struct Unsent;
 
 impl Http {
-    async fn open(
-        endpoint: &Endpoint,
-        source: Option<IpAddr>,
-        origin: Option<&str>,
-        (locals, leg): (&Locals, Leg),
-    ) -> Result<Self, WireError> {
-        let (send, driver) = Self::connect(endpoint, source, (locals, leg)).await?;
+    async fn open(dialer: &Dialer, leg: Leg) -> Result<Self, WireError> {
+        let (send, driver) = Self::connect(dialer, leg).await?;
         Ok(Self {
             send,
             driver,
-            endpoint: endpoint.clone(),
-            source,
-            origin: origin.map(str::to_owned),
-            locals: (locals.clone(), leg),
+            dialer: dialer.clone(),
+            leg,
         })
     }
 
     async fn connect(
-        endpoint: &Endpoint,
-        source: Option<IpAddr>,
-        local: (&Locals, Leg),
+        dialer: &Dialer,
+        leg: Leg,
     ) -> Result<(SendRequest<Full<Bytes>>, JoinHandle<()>), WireError> {
-        let tcp = crate::ws::tcp(endpoint, source, local).await?;
-        let (send, conn) = http1::handshake(TokioIo::new(tcp))
+        let stream = dialer.dial(leg).await?;
+        let (send, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| WireError::Io(e.to_string()))?;
         let driver = tokio::spawn(async move {
@@ -72,8 +61,7 @@ impl Http {
     }
 
     async fn reconnect(&mut self) -> Result<(), WireError> {
-        let local = (&self.locals.0, self.locals.1);
-        let (send, driver) = Self::connect(&self.endpoint, self.source, local).await?;
+        let (send, driver) = Self::connect(&self.dialer, self.leg).await?;
         self.driver.abort();
         self.send = send;
         self.driver = driver;
@@ -116,9 +104,9 @@ impl Http {
         let mut req = Request::builder()
             .method(method)
             .uri(target)
-            .header(hyper::header::HOST, &self.endpoint.host);
-        if let Some(o) = &self.origin {
-            req = req.header(hyper::header::ORIGIN, o);
+            .header(hyper::header::HOST, &self.dialer.endpoint.host);
+        for (name, value) in self.dialer.headers(target) {
+            req = req.header(name, value);
         }
         if !body.is_empty() {
             req = req.header(hyper::header::CONTENT_TYPE, "text/plain;charset=UTF-8");
@@ -135,6 +123,14 @@ impl Http {
             Err(e) if e.is_canceled() => return Err(Unsent),
             Err(e) => return Ok(Err(WireError::Io(e.to_string()))),
         };
+        self.dialer.keep_cookies(
+            target,
+            response
+                .headers()
+                .get_all(hyper::header::SET_COOKIE)
+                .iter()
+                .map(hyper::header::HeaderValue::as_bytes),
+        );
         let status = response.status().as_u16();
         let bytes = match response.into_body().collect().await {
             Ok(b) => b.to_bytes(),
@@ -178,13 +174,9 @@ pub(crate) struct Handshake {
 
 impl Handshake {
     /// Opens the Engine.IO session.
-    pub(crate) async fn open(
-        endpoint: &Endpoint,
-        source: Option<IpAddr>,
-        origin: Option<&str>,
-        locals: &Locals,
-    ) -> Result<Self, WireError> {
-        let mut getter = Http::open(endpoint, source, origin, (locals, Leg::Stream)).await?;
+    pub(crate) async fn open(dialer: &Dialer) -> Result<Self, WireError> {
+        let endpoint = &dialer.endpoint;
+        let mut getter = Http::open(dialer, Leg::Stream).await?;
         let body = getter
             .request(
                 Method::GET,
@@ -198,7 +190,7 @@ impl Handshake {
             .ok_or_else(|| WireError::Protocol("empty open payload".into()))?;
         let open = Open::parse(first.as_str()).map_err(WireError::Protocol)?;
         let target = endpoint.target(&format!("EIO=4&transport=polling&sid={}", open.sid));
-        let poster = Http::open(endpoint, source, origin, (locals, Leg::Post)).await?;
+        let poster = Http::open(dialer, Leg::Post).await?;
         Ok(Self {
             open,
             getter,

@@ -70,8 +70,16 @@ impl Client {
             auth: auth.map(|a| a.to_string()),
             source: None,
             origin: origin.map(str::to_owned),
+            ..Options::default()
         };
-        let mut conn = Connection::connect(&Endpoint::new(addr, path), options)
+        Self::connect_to(&Endpoint::new(addr, path), options).await
+    }
+
+    /// Connects to `endpoint` with `options`; with [`Transport::Upgrade`] the connection
+    /// is upgraded to WebSocket before this returns.
+    pub async fn connect_to(endpoint: &Endpoint, options: Options) -> Result<Client, ConnectError> {
+        let transport = options.transport;
+        let mut conn = Connection::connect(endpoint, options)
             .await
             .map_err(|e| match e {
                 WireError::Http { status, body } => ConnectError::Http(format!("{status} {body}")),

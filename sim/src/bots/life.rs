@@ -134,7 +134,7 @@ async fn connect(
         transport: spec.group.transport,
         auth,
         source,
-        origin: None,
+        ..Options::default()
     };
     match Connection::connect(endpoint, options).await {
         Ok(conn) => {

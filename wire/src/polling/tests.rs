@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::{Connection, Options, Transport};
+use crate::{Connection, Endpoint, Options, Transport};
 
 #[test]
 fn payloads_split_and_join() {
