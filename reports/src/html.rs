@@ -121,6 +121,10 @@ fn scenario(h: &mut String, r: &RunResult) {
     } else {
         format!("external: {}", r.target.urls.join(", "))
     };
+    let mut target = escape(&target).to_string();
+    if r.target.insecure_tls {
+        target.push_str(" <strong>(TLS certificates not checked: --insecure)</strong>");
+    }
     let _ = write!(
         h,
         r#"<h2 id="scenario">Scenario and target</h2><div class="grid"><div class="card"><b>scenario</b> {}<br>file <code>{}</code><br>duration {} s, drain {} s, seed {}{}</div><div class="card"><b>target</b> {}<br>sim {} on {} cores, {}<br>started {}, wall {:.1} s<br>sim CPU {} s, peak RSS {} KiB<br>pacer: {}</div></div>"#,
@@ -133,7 +137,7 @@ fn scenario(h: &mut String, r: &RunResult) {
             .as_ref()
             .map(|x| format!(", shard {}", escape(x)))
             .unwrap_or_default(),
-        escape(&target),
+        target,
         escape(&e.sim_version),
         e.cores,
         escape(&e.os),

@@ -218,6 +218,7 @@ pub(crate) mod tests {
                 kind: "embedded".into(),
                 urls: Vec::new(),
                 relay_version: None,
+                insecure_tls: false,
             },
             environment: Environment {
                 sim_version: "0".into(),

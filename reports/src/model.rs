@@ -247,6 +247,10 @@ pub struct TargetInfo {
     pub urls: Vec<String>,
     /// Reference relay version when embedded.
     pub relay_version: Option<String>,
+    /// The target's TLS certificates were not checked (`--insecure`): nothing authenticated
+    /// the server the run judged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_tls: bool,
 }
 
 /// Machine and software of the run.

@@ -38,6 +38,12 @@ pub struct Common {
     /// No live progress display.
     #[arg(long)]
     pub no_progress: bool,
+    /// Trust the certificates in this PEM file (a private CA) for an https:// target.
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
+    /// Trust any certificate (a self-signed staging server); the summary says so.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// Subcommands.

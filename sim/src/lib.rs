@@ -1,6 +1,7 @@
 //! The chat load and correctness simulator: scripted operator and visitor bots from TOML
 //! scenarios, checked delivery by delivery, with HDR latency per path.
 
+pub mod access;
 pub mod adversary;
 pub mod bots;
 pub mod capacity;
@@ -11,6 +12,7 @@ pub mod metrics;
 pub mod network;
 pub mod pacer;
 pub mod phases;
+pub mod preflight;
 pub mod procfs;
 pub mod progress;
 pub mod record;

@@ -35,6 +35,8 @@ fn main() -> ExitCode {
                 scale,
                 rate,
                 jwt_secret: None,
+                ca_file: common.ca_file,
+                insecure: common.insecure,
             },
             out,
             progress: !common.no_progress,
@@ -51,6 +53,8 @@ fn main() -> ExitCode {
             overrides: Overrides {
                 targets: common.targets,
                 seed: common.seed,
+                ca_file: common.ca_file,
+                insecure: common.insecure,
                 ..Overrides::default()
             },
             slos,

@@ -22,6 +22,8 @@ pub enum Path {
     Presence,
     /// Connect, from the scheduled arrival to the namespace's connect answer.
     Connect,
+    /// The TLS handshake part of a connect (`https://` targets only).
+    ConnectTls,
     /// Reconnect, from losing a connection to the new one's connect answer (backoff included).
     Reconnect,
     /// Message deliveries whose sender and recipient sit on the same node of a cluster.
@@ -32,13 +34,14 @@ pub enum Path {
 
 impl Path {
     /// Every path.
-    pub const ALL: [Path; 9] = [
+    pub const ALL: [Path; 10] = [
         Path::OperatorToClient,
         Path::Fanout,
         Path::ClientToOperators,
         Path::Typing,
         Path::Presence,
         Path::Connect,
+        Path::ConnectTls,
         Path::Reconnect,
         Path::SameNode,
         Path::CrossNode,
@@ -53,6 +56,7 @@ impl Path {
             Path::Typing => "typing",
             Path::Presence => "presence",
             Path::Connect => "connect",
+            Path::ConnectTls => "connect_tls",
             Path::Reconnect => "reconnect",
             Path::SameNode => "same_node",
             Path::CrossNode => "cross_node",

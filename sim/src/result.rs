@@ -103,6 +103,8 @@ pub fn build(
                 Target::Embedded { .. } | Target::Process => Vec::new(),
             },
             relay_version: cx.embedded.then(|| env!("CARGO_PKG_VERSION").to_owned()),
+            insecure_tls: matches!(&plan.target, Target::External { reach, .. }
+                if reach.trust == wire::tls::Trust::Insecure),
         },
         environment: Environment {
             sim_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -195,6 +197,13 @@ pub fn summary(result: &RunResult) -> String {
         "\n{verdict}  {} ({})",
         result.scenario.name, result.scenario.file
     );
+    if result.target.insecure_tls {
+        let _ = writeln!(
+            out,
+            "\nWARNING  TLS certificates were not checked (--insecure): nothing proved the \
+             server judged here is the target"
+        );
+    }
     let _ = writeln!(
         out,
         "\n  {:<34} {:>12} {:>12}",

@@ -116,6 +116,14 @@ pub enum RunError {
         /// Why.
         reason: String,
     },
+    /// The target answered, but one operator and one visitor could not join and leave.
+    #[error("preflight against {url} failed: {reason}")]
+    Preflight {
+        /// URL tried.
+        url: String,
+        /// Why, naming the setting to fix.
+        reason: String,
+    },
     /// A bug: the run's own machinery failed.
     #[error("internal error: {0}")]
     Internal(String),
@@ -197,6 +205,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
         (shard.index, shard.count),
     );
     shared.reconnect = plan.reconnect;
+    shared.access = running.access.clone();
     let shared = Arc::new(shared);
     let start = Instant::now();
     let progress = Progress::new(opts.progress, plan.peak_sockets(), shared.live.clone());

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rand::RngExt;
 use relay::embedded::{Node, RedisServer};
 use tokio::sync::oneshot;
-use wire::{Connection, Endpoint, Options};
+use wire::Endpoint;
+
+use crate::access::Access;
 
 use crate::run::RunError;
 use crate::scenario::{FaultAction, Plan, Target};
@@ -136,6 +138,8 @@ pub struct Running {
     pub endpoints: Vec<Endpoint>,
     /// JWT secret.
     pub secret: String,
+    /// TLS trust and headers for the bots.
+    pub access: Access,
     embedded: Option<Embedded>,
 }
 
@@ -207,6 +211,7 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
             Ok(Running {
                 endpoints: vec![Endpoint::new(addr, relay::config::DEFAULT_PATH)],
                 secret,
+                access: Access::default(),
                 embedded: Some(Embedded::Single(tx, handle)),
             })
         }
@@ -222,26 +227,47 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
             Ok(Running {
                 endpoints: vec![Endpoint::new(process.addr, relay::config::DEFAULT_PATH)],
                 secret,
+                access: Access::default(),
                 embedded: Some(Embedded::Process(Box::new(process))),
             })
         }
-        Target::External { urls, jwt_secret } => {
+        Target::External {
+            urls,
+            jwt_secret,
+            reach,
+        } => {
+            if jwt_secret.is_empty() {
+                return Err(RunError::Preflight {
+                    url: urls.join(", "),
+                    reason: "no secret to sign operator tokens with: set [target] jwt_secret \
+                             or jwt_secret_env in the scenario, or RELAY_JWT_SECRET"
+                        .into(),
+                });
+            }
             let mut endpoints = Vec::new();
             for url in urls {
-                let unreachable = |reason: String| RunError::Unreachable {
+                let e = Endpoint::parse(url).map_err(|reason| RunError::Unreachable {
                     url: url.clone(),
                     reason,
-                };
-                let e = Endpoint::parse(url).map_err(unreachable)?;
-                let conn = Connection::connect(&e, Options::default())
-                    .await
-                    .map_err(|err| unreachable(err.to_string()))?;
-                conn.close().await;
+                })?;
                 endpoints.push(e);
+            }
+            let access = Access::new(reach, &endpoints).map_err(|e| RunError::Preflight {
+                url: urls.join(", "),
+                reason: e.to_string(),
+            })?;
+            for (url, e) in urls.iter().zip(&endpoints) {
+                crate::preflight::check(e, jwt_secret, &access)
+                    .await
+                    .map_err(|reason| RunError::Preflight {
+                        url: url.clone(),
+                        reason,
+                    })?;
             }
             Ok(Running {
                 endpoints,
                 secret: jwt_secret.clone(),
+                access,
                 embedded: None,
             })
         }
@@ -320,6 +346,7 @@ async fn start_cluster(plan: &Plan, relays: u32) -> Result<Running, RunError> {
             .map(|n| Endpoint::new(n.addr(), relay::config::DEFAULT_PATH))
             .collect(),
         secret,
+        access: Access::default(),
         embedded: Some(Embedded::Cluster(Arc::new(Mutex::new(ClusterParts {
             nodes,
             redis,

@@ -77,16 +77,16 @@ fn an_unreachable_target_exits_2_with_a_clear_message() {
         .expect("port")
         .port(); // closed again when the listener drops
     let smoke = common::scenarios_dir().join("smoke.toml");
-    let out = sim(&[
-        "run",
-        &smoke.display().to_string(),
-        "--no-progress",
-        "--target",
-        &format!("http://127.0.0.1:{port}/chat"),
-    ]);
+    let out = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(["run", &smoke.display().to_string(), "--no-progress"])
+        .args(["--target", &format!("http://127.0.0.1:{port}/chat")])
+        .env("RELAY_JWT_SECRET", common::SECRET)
+        .output()
+        .expect("sim runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unreachable"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
 
 #[test]

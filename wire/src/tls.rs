@@ -16,6 +16,8 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use crate::WireError;
 
+pub use rustls::ClientConfig as ClientSettings;
+
 /// Sessions a client keeps to resume: a browser's per host; a bot talks to one or a few.
 const SESSIONS_PER_CLIENT: usize = 8;
 

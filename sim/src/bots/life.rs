@@ -18,7 +18,7 @@ use relay::protocol::event;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
-use wire::{Connection, Incoming, Options, Transport, WireError};
+use wire::{Connection, Incoming, Transport, WireError};
 
 use super::inbound::{parse_ack, parse_event};
 use super::{BotSpec, Compose, Phase, Script, Shared, loopback_source, outgoing};
@@ -42,6 +42,8 @@ pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
     let mut lost: Option<(Instant, u32)> = None;
     // each reconnection tries the next node, as a balancer would route to a survivor
     let mut shift = 0usize;
+    // one browser for every connection of this bot: its TLS sessions and cookies persist
+    let browser = shared.access.browser();
     while lives > 0 {
         tokio::select! {
             () = sleep_until(arrival) => {}
@@ -52,7 +54,7 @@ pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
         let attempt = tokio::select! {
             // boxed: the handshake's state (2,000 bytes) lives only while connecting; inline,
             // it widened every bot's task for the whole run (3,192 bytes, boxed 2,920)
-            conn = Box::pin(connect(&shared, &spec, key, node, arrival, lost.is_none())) => conn,
+            conn = Box::pin(connect(&shared, (&spec, &browser), key, node, arrival, lost.is_none())) => conn,
             _ = phase.wait_for(|p| *p != Phase::Sending) => {
                 shared.record(Record::ConnectUnfinished { socket: key });
                 None
@@ -117,7 +119,7 @@ pub async fn run(shared: Arc<Shared>, spec: BotSpec) {
 /// reconnection attempt is retried, not counted).
 async fn connect(
     shared: &Shared,
-    spec: &BotSpec,
+    (spec, browser): (&BotSpec, &crate::access::Browser),
     key: SocketKey,
     node: usize,
     intended: Instant,
@@ -130,14 +132,17 @@ async fn connect(
         let token = sign_hs256(shared.jwt_secret.as_bytes(), &Claims::new(who, 24 * 3600));
         json!({ "token": token }).to_string()
     });
-    let options = Options {
-        transport: spec.group.transport,
-        auth,
-        source,
-        ..Options::default()
-    };
+    let options = browser.options(spec.group.transport, auth, source);
     match Connection::connect(endpoint, options).await {
         Ok(conn) => {
+            if let Some(tls) = conn.tls_handshake() {
+                let us = crate::metrics::micros(tls.took);
+                shared.record(Record::Latency {
+                    path: crate::metrics::Path::ConnectTls,
+                    intended_us: us,
+                    service_us: us,
+                });
+            }
             let us = crate::metrics::micros(Instant::now().saturating_duration_since(intended));
             shared.record(Record::Latency {
                 path: crate::metrics::Path::Connect,

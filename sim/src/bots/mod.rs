@@ -68,6 +68,8 @@ pub struct Shared {
     pub visitors: Directory,
     /// How bots come back after losing a connection.
     pub reconnect: Reconnect,
+    /// TLS trust and headers; each bot's browser comes from it.
+    pub access: crate::access::Access,
     /// Nodes a fault killed, one bit each: new connections go to the others, as a load
     /// balancer would send them.
     dead_nodes: AtomicU64,
@@ -102,6 +104,7 @@ impl Shared {
             pacer,
             visitors: Directory::default(),
             reconnect: Reconnect::default(),
+            access: crate::access::Access::default(),
             dead_nodes: AtomicU64::new(0),
             next_socket: AtomicU32::new(0),
             next_msg: AtomicU64::new(first_msg_id),

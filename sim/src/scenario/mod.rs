@@ -179,7 +179,18 @@ pub enum Target {
         urls: Vec<String>,
         /// JWT secret operator tokens are signed with.
         jwt_secret: String,
+        /// How bots reach it: TLS trust and extra headers.
+        reach: Reach,
     },
+}
+
+/// How bots reach an external target beyond its URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// Which server certificates an `https://` target may present.
+    pub trust: wire::tls::Trust,
+    /// Headers every request carries (`[target.headers]`), e.g. an `Authorization`.
+    pub headers: Vec<(String, String)>,
 }
 
 /// The backend's limits as the simulator expects them (and configures the embedded relay with).
@@ -392,6 +403,10 @@ pub struct Overrides {
     /// The JWT secret for an external target, over the file's and the environment's
     /// (for embedding the simulator, e.g. in tests; the command line reads the environment).
     pub jwt_secret: Option<String>,
+    /// `--ca-file`: trust this PEM file's certificates (over `[target] ca_file`).
+    pub ca_file: Option<PathBuf>,
+    /// `--insecure`: trust any certificate (over `[target] insecure`).
+    pub insecure: bool,
 }
 
 /// Reads and resolves a scenario file.

@@ -138,6 +138,12 @@ pub(super) struct RawTarget {
     pub relays: Option<Spanned<u32>>,
     #[serde(default)]
     pub process: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub insecure: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Spanned<String>>,
 }
 
 /// `[relay]`.

@@ -13,7 +13,7 @@ use toml::de::DeTable;
 use super::locate::{field_at, line_col};
 use super::raw::{Bound, RawGroup, RawLimits, RawRange, RawScenario, RawTarget, Thresholds};
 use super::{
-    ATTACKS_SUCCEEDED, Adversary, BotRole, Burst, Group, Limits, Overrides, Plan, Range,
+    ATTACKS_SUCCEEDED, Adversary, BotRole, Burst, Group, Limits, Overrides, Plan, Range, Reach,
     ScenarioError, Target, ThinkTime, Threshold,
 };
 use crate::metrics::is_known_metric;
@@ -113,6 +113,20 @@ impl Resolver<'_> {
         let mut target = self.target(raw.target, &o.targets)?;
         if let (Target::External { jwt_secret, .. }, Some(s)) = (&mut target, &o.jwt_secret) {
             jwt_secret.clone_from(s);
+        }
+        if let Target::External { reach, .. } = &mut target {
+            if let Some(ca) = &o.ca_file {
+                if !ca.is_file() {
+                    return Err(ScenarioError::Override(format!(
+                        "--ca-file {}: no such file",
+                        ca.display()
+                    )));
+                }
+                reach.trust = wire::tls::Trust::CaFile(ca.clone());
+            }
+            if o.insecure {
+                reach.trust = wire::tls::Trust::Insecure;
+            }
         }
         let mut relay_section = raw.relay.map(Spanned::into_inner).unwrap_or_default();
         let cors_origin = self.origins(std::mem::take(&mut relay_section.cors_origin))?;
@@ -252,10 +266,91 @@ impl Resolver<'_> {
             })?,
             _ => std::env::var("RELAY_JWT_SECRET").unwrap_or_default(),
         };
+        let reach = match raw {
+            Some(t) => self.reach(t)?,
+            None => Reach::default(),
+        };
         Ok(Target::External {
             urls,
             jwt_secret: secret,
+            reach,
         })
+    }
+
+    /// `path` as written in the scenario: relative to the scenario's folder.
+    fn relative(&self, path: &str) -> std::path::PathBuf {
+        let p = std::path::Path::new(path);
+        match self.path.parent() {
+            Some(dir) if p.is_relative() => dir.join(p),
+            _ => p.to_owned(),
+        }
+    }
+
+    /// `[target] ca_file`, `insecure` and `headers`.
+    fn reach(&self, t: RawTarget) -> Result<Reach, ScenarioError> {
+        let mut reach = Reach::default();
+        if let Some(ca) = &t.ca_file {
+            let path = self.relative(ca.get_ref());
+            if !path.is_file() {
+                return Err(self.err(
+                    ca.span(),
+                    "target.ca_file",
+                    format!("{}: no such file", path.display()),
+                ));
+            }
+            reach.trust = wire::tls::Trust::CaFile(path);
+        }
+        if let Some(i) = &t.insecure
+            && *i.get_ref()
+        {
+            if t.ca_file.is_some() {
+                return Err(self.err(
+                    i.span(),
+                    "target.insecure",
+                    "trusts any certificate, so it cannot be combined with target.ca_file",
+                ));
+            }
+            reach.trust = wire::tls::Trust::Insecure;
+        }
+        for (name, value) in t.headers {
+            let bad_name = name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if bad_name {
+                return Err(self.err(
+                    value.span(),
+                    format!("target.headers.{name}"),
+                    "is not an HTTP header name",
+                ));
+            }
+            let lower = name.to_ascii_lowercase();
+            if [
+                "host",
+                "connection",
+                "upgrade",
+                "content-length",
+                "transfer-encoding",
+            ]
+            .contains(&lower.as_str())
+                || lower.starts_with("sec-websocket-")
+            {
+                return Err(self.err(
+                    value.span(),
+                    format!("target.headers.{name}"),
+                    "is set by the client itself for each request",
+                ));
+            }
+            if value.get_ref().bytes().any(|b| b == b'\r' || b == b'\n') {
+                return Err(self.err(
+                    value.span(),
+                    format!("target.headers.{name}"),
+                    "a header value cannot hold a line break",
+                ));
+            }
+            reach.headers.push((name, value.into_inner()));
+        }
+        Ok(reach)
     }
 
     /// `[relay] cors_origin`: each like `https://chat.example[:port]`, or `*`.

@@ -90,6 +90,7 @@ fn overrides_are_resolved_once_flag_over_file() {
         rate: None,
         targets: vec!["http://127.0.0.1:9/chat".into()],
         jwt_secret: Some("s3cret".into()),
+        ..Overrides::default()
     };
     let p = resolve(Path::new("s.toml"), GOOD, &o).expect("valid");
     assert_eq!(p.seed, 99);
@@ -496,5 +497,58 @@ latency = "40ms""#,
     assert!(
         e.contains("`network.toxics[0].latency`: a latency toxic needs it"),
         "{e}"
+    );
+}
+
+/// `[target] ca_file`, `insecure` and `headers`: checked at load, each error naming its
+/// field; `--insecure` over the file.
+#[test]
+fn tls_trust_and_headers_of_an_external_target() {
+    let with = |target: &str| GOOD.replacen("[scenario]", &format!("{target}\n[scenario]"), 1);
+    let base = "[target]\nurl = \"https://localhost:8443/chat\"\njwt_secret = \"x\"\n";
+    let p = plan(&with(&format!(
+        "{base}insecure = true\n[target.headers]\nAuthorization = \"Bearer abc\"\n"
+    )));
+    let Target::External { reach, .. } = p.target else {
+        panic!("external")
+    };
+    assert_eq!(reach.trust, wire::tls::Trust::Insecure);
+    assert_eq!(
+        reach.headers,
+        vec![("Authorization".into(), "Bearer abc".into())]
+    );
+    for (extra, field, says) in [
+        (
+            "ca_file = \"no/such.pem\"\n",
+            "target.ca_file",
+            "no such file",
+        ),
+        (
+            "[target.headers]\n\"Bad Name\" = \"x\"\n",
+            "target.headers.Bad Name",
+            "not an HTTP header name",
+        ),
+        (
+            "[target.headers]\nHost = \"x\"\n",
+            "target.headers.Host",
+            "set by the client",
+        ),
+    ] {
+        let e = resolve(
+            Path::new("s.toml"),
+            &with(&format!("{base}{extra}")),
+            &Overrides::default(),
+        )
+        .expect_err(field)
+        .to_string();
+        assert!(e.contains(field) && e.contains(says), "{e}");
+    }
+    let o = Overrides {
+        insecure: true,
+        ..Overrides::default()
+    };
+    let p = resolve(Path::new("s.toml"), &with(base), &o).expect("valid");
+    assert!(
+        matches!(p.target, Target::External { ref reach, .. } if reach.trust == wire::tls::Trust::Insecure)
     );
 }

@@ -279,7 +279,13 @@ async fn client_to_server(
             }
         }
         match r.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                // gone: nothing more is routed to it (a leak must reach a live visitor)
+                if let Some(c) = state.conns.lock().expect("conns").get_mut(id) {
+                    c.to_client = None;
+                }
+                return;
+            }
             Ok(_) => {}
         }
     }
@@ -394,7 +400,13 @@ async fn server_to_client(
             }
         }
         match r.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => {
+                // gone: nothing more is routed to it (a leak must reach a live visitor)
+                if let Some(c) = state.conns.lock().expect("conns").get_mut(id) {
+                    c.to_client = None;
+                }
+                return;
+            }
             Ok(_) => {}
         }
     }

@@ -158,6 +158,7 @@ fn run_of(
             kind: "external".into(),
             urls: Vec::new(),
             relay_version: None,
+            insecure_tls: false,
         },
         environment: Environment {
             sim_version: "0".into(),
