@@ -1,19 +1,20 @@
-//! Operator identity: HS256 JWTs (`sub` = operatorId as a decimal string, `name` claim).
+//! Operator identity: JWTs (`sub` = operatorId as a decimal string, `name` claim), verified
+//! by `jsonwebtoken`: HS256 with the relay's secret, or RS256/ES256 with the team's public
+//! keys (a PEM file, or a JWKS file as identity providers publish them).
 //!
-//! Only HS256 is accepted; the header's `alg` is checked before the signature, so a token
-//! cannot downgrade itself to `none` or to another algorithm. The signature is compared in
-//! constant time by `hmac`. `exp` is required.
+//! Only the algorithms of the configured keys are accepted: the header's `alg` is checked
+//! against them before the signature, so a token cannot downgrade itself to `none`, nor
+//! sign with the public key as an HMAC secret. `exp` is required.
 
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
-
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
 
@@ -66,10 +67,10 @@ pub enum AuthError {
     /// Not three base64url parts of JSON.
     #[error("malformed token: {0}")]
     Malformed(&'static str),
-    /// Header `alg` is not HS256.
-    #[error("unsupported algorithm {0:?}, only HS256 is accepted")]
-    UnsupportedAlgorithm(String),
-    /// HMAC does not match.
+    /// Header `alg` is not one the relay's keys use.
+    #[error("unsupported algorithm {0:?}: the relay accepts {1}")]
+    UnsupportedAlgorithm(String, String),
+    /// The signature does not match any key.
     #[error("bad signature")]
     BadSignature,
     /// `exp` is in the past.
@@ -81,60 +82,187 @@ pub enum AuthError {
     /// `sub` is not a decimal operator id.
     #[error("subject {0:?} is not a numeric operator id")]
     BadSubject(String),
+    /// A key file could not be read or used.
+    #[error("{path}: {why}")]
+    KeyFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
+fn key_file_error(path: &Path, why: impl std::fmt::Display) -> AuthError {
+    AuthError::KeyFile {
+        path: path.display().to_string(),
+        why: why.to_string(),
+    }
 }
 
-/// Signs `claims` with `secret` as an HS256 JWT.
-pub fn sign_hs256(secret: &[u8], claims: &Claims) -> String {
-    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    // Serializing a struct of strings and integers cannot fail.
-    let payload = serde_json::to_vec(claims).unwrap_or_default();
-    let signing_input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(payload));
-    let signature = URL_SAFE_NO_PAD.encode(
-        mac(secret, signing_input.as_bytes())
-            .finalize()
-            .into_bytes(),
-    );
-    format!("{signing_input}.{signature}")
+/// One key a token may be signed with.
+#[derive(Clone)]
+struct Key {
+    /// The JWKS `kid`, when it has one: a token naming a `kid` is checked with that key.
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
 }
 
-/// Verifies an HS256 JWT and returns the operator it names.
-///
-/// # Errors
-/// Any [`AuthError`] but `Missing`.
-pub fn verify_hs256(secret: &[u8], token: &str) -> Result<OperatorIdentity, AuthError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(AuthError::Malformed("expected three dot-separated parts"));
-    };
-    let header: Header = decode_json(header)?;
-    if header.alg != "HS256" {
-        return Err(AuthError::UnsupportedAlgorithm(header.alg));
+/// What the relay checks operator tokens with.
+#[derive(Clone)]
+pub struct Verifier {
+    keys: Vec<Key>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.algorithms())
+            .finish()
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| AuthError::Malformed("signature is not base64url"))?;
-    let signed_len = header_len(token);
-    mac(secret, &token.as_bytes()[..signed_len])
-        .verify_slice(&signature)
-        .map_err(|_| AuthError::BadSignature)?;
-    let claims: Claims = decode_json(payload)?;
-    let now = unix_now();
-    if now > claims.exp.saturating_add(LEEWAY_SECS) {
-        return Err(AuthError::Expired);
+}
+
+impl Verifier {
+    /// HS256 with `secret`.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self {
+            keys: vec![Key {
+                kid: None,
+                alg: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret),
+            }],
+        }
     }
-    if claims
-        .nbf
-        .is_some_and(|nbf| nbf > now.saturating_add(LEEWAY_SECS))
-    {
-        return Err(AuthError::NotYetValid);
+
+    /// RS256 or ES256 with the public key in a PEM file (`BEGIN PUBLIC KEY`, or an RSA
+    /// `BEGIN RSA PUBLIC KEY`), the algorithm from the key.
+    ///
+    /// # Errors
+    /// [`AuthError::KeyFile`] naming the file.
+    pub fn from_public_key_file(path: &Path) -> Result<Self, AuthError> {
+        let pem = std::fs::read(path).map_err(|e| key_file_error(path, e))?;
+        let (alg, key) = match DecodingKey::from_rsa_pem(&pem) {
+            Ok(k) => (Algorithm::RS256, k),
+            Err(_) => DecodingKey::from_ec_pem(&pem)
+                .map(|k| (Algorithm::ES256, k))
+                .map_err(|_| key_file_error(path, "is not a PEM RSA or P-256 public key"))?,
+        };
+        Ok(Self {
+            keys: vec![Key {
+                kid: None,
+                alg,
+                key,
+            }],
+        })
     }
+
+    /// The RS256 and ES256 keys of a JWKS file (`{"keys": [...]}`); keys of other
+    /// algorithms are skipped.
+    ///
+    /// # Errors
+    /// [`AuthError::KeyFile`] naming the file, also when it holds no usable key.
+    pub fn from_jwks_file(path: &Path) -> Result<Self, AuthError> {
+        let text = std::fs::read_to_string(path).map_err(|e| key_file_error(path, e))?;
+        let set: JwkSet = serde_json::from_str(&text)
+            .map_err(|e| key_file_error(path, format!("is not a JWKS document: {e}")))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            let alg = match &jwk.algorithm {
+                jsonwebtoken::jwk::AlgorithmParameters::RSA(_) => Algorithm::RS256,
+                jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(p)
+                    if p.curve == jsonwebtoken::jwk::EllipticCurve::P256 =>
+                {
+                    Algorithm::ES256
+                }
+                _ => continue,
+            };
+            let key = DecodingKey::from_jwk(jwk)
+                .map_err(|e| key_file_error(path, format!("a key cannot be used: {e}")))?;
+            keys.push(Key {
+                kid: jwk.common.key_id.clone(),
+                alg,
+                key,
+            });
+        }
+        if keys.is_empty() {
+            return Err(key_file_error(path, "holds no RSA or P-256 key"));
+        }
+        Ok(Self { keys })
+    }
+
+    /// The algorithms accepted, as a sentence.
+    pub fn algorithms(&self) -> String {
+        let mut names: Vec<String> = self.keys.iter().map(|k| format!("{:?}", k.alg)).collect();
+        names.dedup();
+        names.join(", ")
+    }
+
+    /// Verifies `token` and returns the operator it names.
+    ///
+    /// # Errors
+    /// Any [`AuthError`] but `Missing` and `KeyFile`.
+    pub fn verify(&self, token: &str) -> Result<OperatorIdentity, AuthError> {
+        if token.split('.').count() != 3 {
+            return Err(AuthError::Malformed("expected three dot-separated parts"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            // an `alg` jsonwebtoken does not know (`none`, say) is refused by name
+            match unknown_alg(token) {
+                Some(alg) => AuthError::UnsupportedAlgorithm(alg, self.algorithms()),
+                None => AuthError::Malformed("header is not the expected JSON"),
+            }
+        })?;
+        let candidates: Vec<&Key> = self
+            .keys
+            .iter()
+            .filter(|k| k.alg == header.alg)
+            .filter(|k| match (&header.kid, &k.kid) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(AuthError::UnsupportedAlgorithm(
+                format!("{:?}", header.alg),
+                self.algorithms(),
+            ));
+        }
+        let mut last = AuthError::BadSignature;
+        for k in candidates {
+            let mut v = Validation::new(k.alg);
+            v.leeway = LEEWAY_SECS;
+            v.validate_nbf = true;
+            match jsonwebtoken::decode::<Claims>(token, &k.key, &v) {
+                Ok(data) => return identity(data.claims),
+                Err(e) => {
+                    last = match e.kind() {
+                        ErrorKind::InvalidSignature => AuthError::BadSignature,
+                        ErrorKind::ExpiredSignature => return Err(AuthError::Expired),
+                        ErrorKind::ImmatureSignature => return Err(AuthError::NotYetValid),
+                        ErrorKind::MissingRequiredClaim(_) | ErrorKind::Json(_) => {
+                            return Err(AuthError::Malformed("part is not the expected JSON"));
+                        }
+                        _ => AuthError::Malformed("could not be decoded"),
+                    }
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The `alg` of a header jsonwebtoken refused, if it names one.
+fn unknown_alg(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Alg {
+        alg: String,
+    }
+    let part = token.split('.').next()?;
+    let bytes = URL_SAFE_NO_PAD.decode(part).ok()?;
+    serde_json::from_slice::<Alg>(&bytes).ok().map(|h| h.alg)
+}
+
+fn identity(claims: Claims) -> Result<OperatorIdentity, AuthError> {
     let operator_id = claims
         .sub
         .parse::<u64>()
@@ -143,6 +271,80 @@ pub fn verify_hs256(secret: &[u8], token: &str) -> Result<OperatorIdentity, Auth
         operator_id,
         name: claims.name,
     })
+}
+
+/// What the simulator (or a test) signs operator tokens with.
+#[derive(Clone)]
+pub struct Signer {
+    alg: Algorithm,
+    key: EncodingKey,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer({:?})", self.alg)
+    }
+}
+
+impl Signer {
+    /// HS256 with `secret`.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self {
+            alg: Algorithm::HS256,
+            key: EncodingKey::from_secret(secret),
+        }
+    }
+
+    /// RS256 or ES256 with the private key in a PEM file (PKCS#8 `BEGIN PRIVATE KEY`, or
+    /// `BEGIN RSA PRIVATE KEY`), the algorithm from the key.
+    ///
+    /// # Errors
+    /// [`AuthError::KeyFile`] naming the file.
+    pub fn from_private_key_file(path: &Path) -> Result<Self, AuthError> {
+        let pem = std::fs::read(path).map_err(|e| key_file_error(path, e))?;
+        if let Ok(key) = EncodingKey::from_rsa_pem(&pem) {
+            return Ok(Self {
+                alg: Algorithm::RS256,
+                key,
+            });
+        }
+        EncodingKey::from_ec_pem(&pem)
+            .map(|key| Self {
+                alg: Algorithm::ES256,
+                key,
+            })
+            .map_err(|_| {
+                key_file_error(
+                    path,
+                    "is not a PEM RSA or P-256 private key (an EC key must be PKCS#8: \
+                     openssl pkcs8 -topk8 -nocrypt -in KEY)",
+                )
+            })
+    }
+
+    /// The algorithm it signs with.
+    pub fn algorithm(&self) -> String {
+        format!("{:?}", self.alg)
+    }
+
+    /// `claims` as a signed JWT.
+    pub fn sign(&self, claims: &Claims) -> String {
+        // encoding a struct of strings and integers with a key that loaded cannot fail
+        jsonwebtoken::encode(&Header::new(self.alg), claims, &self.key).unwrap_or_default()
+    }
+}
+
+/// Signs `claims` with `secret` as an HS256 JWT.
+pub fn sign_hs256(secret: &[u8], claims: &Claims) -> String {
+    Signer::hs256(secret).sign(claims)
+}
+
+/// Verifies an HS256 JWT and returns the operator it names.
+///
+/// # Errors
+/// Any [`AuthError`] but `Missing`.
+pub fn verify_hs256(secret: &[u8], token: &str) -> Result<OperatorIdentity, AuthError> {
+    Verifier::hs256(secret).verify(token)
 }
 
 /// Reads a token's identity without checking signature or expiry.
@@ -165,18 +367,6 @@ pub fn claims_unverified(token: &str) -> Result<OperatorIdentity, AuthError> {
         operator_id,
         name: claims.name,
     })
-}
-
-/// Length of `header.payload`, the signed part of a token already split in three.
-fn header_len(token: &str) -> usize {
-    token.rfind('.').unwrap_or(0)
-}
-
-fn mac(secret: &[u8], input: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
-    mac.update(input);
-    mac
 }
 
 fn decode_json<T: for<'de> Deserialize<'de>>(part: &str) -> Result<T, AuthError> {
@@ -241,7 +431,10 @@ mod tests {
         let token = format!("{header}.{payload}.");
         assert_eq!(
             verify_hs256(SECRET, &token),
-            Err(AuthError::UnsupportedAlgorithm("none".into()))
+            Err(AuthError::UnsupportedAlgorithm(
+                "none".into(),
+                "HS256".into()
+            ))
         );
     }
 
@@ -280,5 +473,40 @@ mod tests {
                 "{token:?}"
             );
         }
+    }
+
+    #[test]
+    fn es256_keys_verify_and_refuse_an_hmac_made_with_the_public_key() {
+        let dir = std::env::temp_dir().join(format!("relay-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let pair = rcgen::KeyPair::generate().expect("a P-256 key");
+        let (private, public) = (dir.join("es256.pem"), dir.join("es256.pub.pem"));
+        std::fs::write(&private, pair.serialize_pem()).expect("write");
+        std::fs::write(&public, pair.public_key_pem()).expect("write");
+        let signer = Signer::from_private_key_file(&private).expect("signer");
+        assert_eq!(signer.algorithm(), "ES256");
+        let verifier = Verifier::from_public_key_file(&public).expect("verifier");
+        let token = signer.sign(&Claims::new(&ann(), 60));
+        assert_eq!(verifier.verify(&token), Ok(ann()));
+        // the public key used as an HMAC secret: refused by its algorithm
+        let forged = sign_hs256(
+            &std::fs::read(&public).expect("read"),
+            &Claims::new(&ann(), 60),
+        );
+        assert!(matches!(
+            verifier.verify(&forged),
+            Err(AuthError::UnsupportedAlgorithm(alg, _)) if alg == "HS256"
+        ));
+        // another key's signature
+        let other = rcgen::KeyPair::generate().expect("key");
+        let other_file = dir.join("other.pem");
+        std::fs::write(&other_file, other.serialize_pem()).expect("write");
+        let stranger = Signer::from_private_key_file(&other_file).expect("signer");
+        assert_eq!(
+            verifier.verify(&stranger.sign(&Claims::new(&ann(), 60))),
+            Err(AuthError::BadSignature)
+        );
+        let e = Verifier::from_public_key_file(&dir.join("missing.pem")).expect_err("missing");
+        assert!(e.to_string().contains("missing.pem"), "{e}");
     }
 }

@@ -47,6 +47,12 @@ pub struct Config {
     /// HS256 secret that signs operator JWTs (at least 16 bytes).
     #[arg(long, env = "RELAY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Verify operator tokens with this public key instead (PEM; RSA → RS256, P-256 → ES256).
+    #[arg(long, env = "RELAY_JWT_PUBLIC_KEY", conflicts_with_all = ["jwt_secret", "jwks_file"])]
+    pub jwt_public_key: Option<PathBuf>,
+    /// Verify operator tokens with the RS256/ES256 keys of this JWKS file (`kid` honoured).
+    #[arg(long, env = "RELAY_JWKS_FILE", conflicts_with_all = ["jwt_secret", "jwt_public_key"])]
+    pub jwks_file: Option<PathBuf>,
     /// Development only: without a secret, trust the operatorId/name that `join` claims.
     #[arg(long, env = "RELAY_INSECURE_DEV")]
     pub insecure_dev: bool,
@@ -100,6 +106,7 @@ pub enum ConfigError {
     /// Neither a secret nor the insecure flag.
     #[error(
         "RELAY_JWT_SECRET is not set: operators cannot be authenticated. Set it (or --jwt-secret), \
+         or give the identity provider's public key (--jwt-public-key, --jwks-file), \
          or pass --insecure-dev to trust claimed identities during development"
     )]
     MissingSecret,
@@ -140,6 +147,8 @@ impl Config {
             path: DEFAULT_PATH.to_owned(),
             cors_origin: Vec::new(),
             jwt_secret: Some(secret.into()),
+            jwt_public_key: None,
+            jwks_file: None,
             insecure_dev: false,
             rate_limit_per_minute: DEFAULT_RATE_LIMIT,
             typing_rate_limit_per_minute: DEFAULT_TYPING_RATE_LIMIT,
@@ -161,8 +170,9 @@ impl Config {
     /// # Errors
     /// See [`ConfigError`].
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let keys = self.jwt_public_key.is_some() || self.jwks_file.is_some();
         match &self.jwt_secret {
-            None if !self.insecure_dev => return Err(ConfigError::MissingSecret),
+            None if !self.insecure_dev && !keys => return Err(ConfigError::MissingSecret),
             Some(s) if s.len() < MIN_SECRET_BYTES => return Err(ConfigError::WeakSecret(s.len())),
             _ => {}
         }
@@ -176,6 +186,24 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// What operator tokens are verified with; `None` in insecure development mode.
+    ///
+    /// # Errors
+    /// A key file that cannot be read or used, named.
+    pub fn verifier(&self) -> Result<Option<crate::auth::Verifier>, crate::auth::AuthError> {
+        use crate::auth::Verifier;
+        if let Some(path) = &self.jwks_file {
+            return Verifier::from_jwks_file(path).map(Some);
+        }
+        if let Some(path) = &self.jwt_public_key {
+            return Verifier::from_public_key_file(path).map(Some);
+        }
+        Ok(self
+            .jwt_secret
+            .as_ref()
+            .map(|s| Verifier::hs256(s.as_bytes())))
     }
 
     /// True when any browser origin may connect.

@@ -53,6 +53,9 @@ pub enum ServeError {
     /// socketioxide-redis could not subscribe the namespace.
     #[error("cannot subscribe to the cluster's channels: {0}")]
     Subscribe(String),
+    /// An operator-token key file cannot be used.
+    #[error("operator token keys: {0}")]
+    Keys(String),
     /// The TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -76,7 +79,12 @@ pub async fn serve(
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
         _ => None,
     };
-    if config.jwt_secret.is_none() {
+    let verifier = config
+        .verifier()
+        .map_err(|e| ServeError::Keys(e.to_string()))?;
+    if let Some(v) = &verifier {
+        info!(algorithms = %v.algorithms(), "operator tokens verified");
+    } else {
         warn!("insecure development mode: operator identities are NOT verified");
     }
     if config.any_origin() {

@@ -14,7 +14,7 @@ pub struct Relay {
     /// The configuration it was started with.
     pub config: Config,
     /// JWT secret bytes; `None` only in insecure development mode.
-    pub secret: Option<Vec<u8>>,
+    pub verifier: Option<crate::auth::Verifier>,
     /// Who is online: this node's maps, or the cluster's.
     pub presence: Arc<dyn Presence>,
     /// Exported counters and gauges.
@@ -35,7 +35,8 @@ impl Relay {
         cluster: Option<Arc<ClusterHealth>>,
     ) -> Self {
         Self {
-            secret: config.jwt_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+            // checked by `serve` before the relay is built; a key that fails here is none
+            verifier: config.verifier().ok().flatten(),
             presence,
             metrics,
             cluster,

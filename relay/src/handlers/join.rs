@@ -74,7 +74,7 @@ fn identify<A: Adapter>(
     handshake_token: Option<&str>,
 ) -> Result<OperatorIdentity, Refusal> {
     let token = req.token.as_deref().or(handshake_token);
-    let Some(secret) = &ctx.relay.secret else {
+    let Some(verifier) = &ctx.relay.verifier else {
         return match (req.operator_id, token) {
             (_, Some(token)) => auth::claims_unverified(token)
                 .map(|who| OperatorIdentity {
@@ -94,7 +94,8 @@ fn identify<A: Adapter>(
     };
     let token = token
         .ok_or_else(|| Refusal::new(ErrorCode::Unauthorized, AuthError::Missing.to_string()))?;
-    let who = auth::verify_hs256(secret, token)
+    let who = verifier
+        .verify(token)
         .map_err(|e| Refusal::new(ErrorCode::Unauthorized, e.to_string()))?;
     // the backend signed the name, but it still reaches other operators' pages
     Ok(OperatorIdentity {
