@@ -98,7 +98,7 @@ pub async fn serve(
     };
     let Some(url) = config.redis_url.clone() else {
         let presence = Arc::new(LocalPresence::new(gauges));
-        let relay = Arc::new(Relay::new(config, presence, metrics, None));
+        let relay = Arc::new(Relay::new(config, verifier, presence, metrics, None));
         let (layer, io) = socket_io(&relay.config).build_layer();
         register_namespace(&io, relay.clone());
         return run((listener, tls), relay, layer, io, shutdown).await;
@@ -119,6 +119,7 @@ pub async fn serve(
     let ctr = RedisAdapterCtr::new_with_driver(link.bus.clone(), adapter_config);
     let relay = Arc::new(Relay::new(
         config,
+        verifier,
         presence.clone(),
         metrics.clone(),
         Some(link.health.clone()),

@@ -27,16 +27,17 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Shared state for a relay started now.
+    /// Shared state for a relay started now, checking tokens with `verifier` (the one
+    /// `config` describes, loaded once by `serve`).
     pub fn new(
         config: Config,
+        verifier: Option<crate::auth::Verifier>,
         presence: Arc<dyn Presence>,
         metrics: Arc<Metrics>,
         cluster: Option<Arc<ClusterHealth>>,
     ) -> Self {
         Self {
-            // checked by `serve` before the relay is built; a key that fails here is none
-            verifier: config.verifier().ok().flatten(),
+            verifier,
             presence,
             metrics,
             cluster,

@@ -167,11 +167,24 @@ pub enum Counter {
     /// Scheduled faults that could not be injected (a `command` that failed): the run did
     /// not break what its scenario asked for.
     FaultsFailed,
+    /// Long-polling requests a node answered with HTTP 400 "Session ID unknown": a load
+    /// balancer sent them to a node that did not open the session (no stickiness).
+    SessionsUnknown,
+}
+
+/// What `n` "Session ID unknown" answers mean, in a sentence naming the fix.
+pub fn sessions_unknown_words(n: u64) -> String {
+    format!(
+        "{n} long-polling request(s) reached a node that did not know their session (HTTP 400 \
+         \"Session ID unknown\"): the load balancer does not keep a session on one node; turn \
+         on stickiness (a cookie, or source-address hashing). The connections it broke are \
+         counted as connect.failed or disconnected.unexpected."
+    )
 }
 
 impl Counter {
     /// Every counter, in report order.
-    pub const ALL: [Counter; 16] = [
+    pub const ALL: [Counter; 17] = [
         Counter::Sent,
         Counter::Delivered,
         Counter::ExpectedDeliveries,
@@ -188,6 +201,7 @@ impl Counter {
         Counter::DisconnectedByFault,
         Counter::NetworkCuts,
         Counter::FaultsFailed,
+        Counter::SessionsUnknown,
     ];
 
     /// The counter's name in results and thresholds.
@@ -209,6 +223,7 @@ impl Counter {
             Counter::DisconnectedByFault => "disconnected.fault",
             Counter::NetworkCuts => "network.cuts",
             Counter::FaultsFailed => "faults.failed",
+            Counter::SessionsUnknown => "sessions.unknown",
         }
     }
 }

@@ -45,6 +45,7 @@ pub fn render(r: &RunResult) -> String {
         h.push_str(r#"<p id="interrupted" class="note">Interrupted by Ctrl-C: the figures cover less than the scenario asked for, so the run fails.</p>"#);
     }
     failed_faults(&mut h, r);
+    sessions_unknown(&mut h, r);
     let _ = write!(
         h,
         r#"<h1><span id="verdict" class="verdict {c}">{verdict}</span> {}</h1><p>{}</p>"#,
@@ -78,6 +79,22 @@ fn failed_faults(h: &mut String, r: &RunResult) {
         let _ = write!(h, " {} (at {:.1} s).", escape(&e.detail), e.at_s);
     }
     h.push_str("</p>");
+}
+
+/// Long-polling sessions a load balancer broke, in words.
+fn sessions_unknown(h: &mut String, r: &RunResult) {
+    let n = r
+        .counters
+        .get(Counter::SessionsUnknown.name())
+        .copied()
+        .unwrap_or(0);
+    if n > 0 {
+        let _ = write!(
+            h,
+            r#"<p id="sessions-unknown" class="note">{}</p>"#,
+            escape(&crate::counters::sessions_unknown_words(n))
+        );
+    }
 }
 
 fn thresholds(h: &mut String, r: &RunResult) {
@@ -477,4 +494,22 @@ fn attacks(h: &mut String, r: &RunResult) {
         );
     }
     h.push_str("</table></div>");
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::Counter;
+
+    /// Sessions a load balancer broke are said in words, with the fix, only when there were some.
+    #[test]
+    fn broken_sessions_are_said_in_words() {
+        let mut r = crate::merge::tests::sample([1000, 2000], 0);
+        assert!(!super::render(&r).contains("sessions-unknown"));
+        r.counters
+            .insert(Counter::SessionsUnknown.name().to_owned(), 3);
+        let page = super::render(&r);
+        assert!(page.contains(r#"id="sessions-unknown""#), "no note");
+        assert!(page.contains("3 long-polling request(s)"), "no count");
+        assert!(page.contains("turn on stickiness"), "no fix");
+    }
 }

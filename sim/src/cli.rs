@@ -44,6 +44,9 @@ pub struct Common {
     /// Trust any certificate (a self-signed staging server); the summary says so.
     #[arg(long)]
     pub insecure: bool,
+    /// Sign operator tokens with this PEM private key (RS256 or ES256, as the key says).
+    #[arg(long, value_name = "PATH")]
+    pub jwt_private_key: Option<PathBuf>,
 }
 
 /// Subcommands.

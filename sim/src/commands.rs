@@ -45,6 +45,9 @@ fn prepare(
     overrides: &Overrides,
 ) -> Result<(Plan, tokio::runtime::Runtime), ExitCode> {
     let plan = scenario::load(scenario, overrides).map_err(|e| fail(&e))?;
+    for w in &plan.warnings {
+        eprintln!("warning: {w}");
+    }
     let runtime =
         runtime_for(&plan).map_err(|e| fail(&format!("cannot start the async runtime: {e}")))?;
     Ok((plan, runtime))
@@ -107,6 +110,9 @@ pub fn validate(files: &[PathBuf]) -> ExitCode {
     for path in files {
         match scenario::load(path, &Overrides::default()) {
             Ok(plan) => {
+                for w in &plan.warnings {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "ok   {} ({}: {} bot groups, {} sockets)",
                     path.display(),

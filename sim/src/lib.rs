@@ -21,4 +21,5 @@ pub mod result;
 pub mod run;
 pub mod scenario;
 pub mod target;
+pub mod tokens;
 pub mod watch;

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
                 jwt_secret: None,
                 ca_file: common.ca_file,
                 insecure: common.insecure,
+                jwt_private_key: common.jwt_private_key,
             },
             out,
             progress: !common.no_progress,
@@ -55,6 +56,7 @@ fn main() -> ExitCode {
                 seed: common.seed,
                 ca_file: common.ca_file,
                 insecure: common.insecure,
+                jwt_private_key: common.jwt_private_key,
                 ..Overrides::default()
             },
             slos,

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use relay::auth::{Claims, OperatorIdentity, sign_hs256};
+use relay::auth::OperatorIdentity;
 use serde_json::{Value, json};
 use wire::{Connection, Endpoint, Incoming, Transport, WireError};
 
 use crate::access::Access;
+use crate::tokens::Tokens;
 
 /// How long each preflight answer may take.
 const ANSWER: Duration = Duration::from_secs(10);
@@ -16,31 +17,31 @@ const ANSWER: Duration = Duration::from_secs(10);
 /// How long a visitor's join is given to be refused when the backend does not ack joins.
 const VISITOR_QUIET: Duration = Duration::from_secs(3);
 
+/// What to check when the target refuses a visitor's connection.
+const VISITOR_HINT: &str = "does it accept visitors without a token?";
+
 /// The operator the preflight joins as (never one of the bots).
 const OPERATOR_ID: u64 = 999_999_999;
-
-/// What to fix when the target refuses the token.
-const TOKEN_HINT: &str = "check [target] jwt_secret / jwt_secret_env, or RELAY_JWT_SECRET";
 
 /// One operator and one visitor join `endpoint` and leave.
 ///
 /// # Errors
 /// What went wrong, in words naming the setting to fix.
-pub async fn check(endpoint: &Endpoint, secret: &str, access: &Access) -> Result<(), String> {
-    operator(endpoint, secret, access).await?;
+pub async fn check(endpoint: &Endpoint, tokens: &Tokens, access: &Access) -> Result<(), String> {
+    operator(endpoint, tokens, access).await?;
     visitor(endpoint, access).await
 }
 
-fn connect_error(who: &str, e: &WireError) -> String {
+/// `e` in words; `hint` is what to check when the target refuses the connection.
+fn connect_error(who: &str, e: &WireError, hint: &str) -> String {
     match e {
-        WireError::Refused(body) => format!(
-            "the target refused our {who}'s connection ({body}): {}",
-            if who == "operator" {
-                TOKEN_HINT
-            } else {
-                "does it accept visitors without a token?"
-            }
+        WireError::Refused(body) if body.contains("Invalid namespace") => format!(
+            "the target refused our {who}'s connection ({body}): it does not serve this \
+             Socket.IO namespace; check [target] namespace"
         ),
+        WireError::Refused(body) => {
+            format!("the target refused our {who}'s connection ({body}): {hint}")
+        }
         WireError::Io(text) if text.contains("TLS") => format!(
             "{text}: for a private CA give --ca-file / [target] ca_file; for a self-signed \
              staging server --insecure / [target] insecure = true"
@@ -61,21 +62,33 @@ fn code_of(data: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-async fn operator(endpoint: &Endpoint, secret: &str, access: &Access) -> Result<(), String> {
-    let who = OperatorIdentity {
-        operator_id: OPERATOR_ID,
-        name: "sim preflight".into(),
-    };
-    let token = sign_hs256(secret.as_bytes(), &Claims::new(&who, 600));
+/// The JSON an ack packet carries (`Null` when it carries none).
+fn ack_json(text: &str) -> Value {
+    wire::packet::ack_data(text)
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(Value::Null)
+}
+
+async fn operator(endpoint: &Endpoint, tokens: &Tokens, access: &Access) -> Result<(), String> {
+    // a tokens file's first operator, else one no bot is
+    let who = tokens
+        .identities()
+        .and_then(|w| w.first().cloned())
+        .unwrap_or_else(|| OperatorIdentity {
+            operator_id: OPERATOR_ID,
+            name: "sim preflight".into(),
+        });
+    let token = tokens.token(&who)?;
+    let token_hint = format!("check {}", tokens.setting());
     let auth = json!({ "token": token }).to_string();
     let options = access
         .browser()
         .options(Transport::Websocket, Some(auth), None);
     let mut conn = Connection::connect(endpoint, options)
         .await
-        .map_err(|e| connect_error("operator", &e))?;
-    let join =
-        json!({"role": "operator", "token": token, "operatorId": OPERATOR_ID, "name": who.name});
+        .map_err(|e| connect_error("operator", &e, &token_hint))?;
+    let join = json!({"role": "operator", "token": token, "operatorId": who.operator_id,
+                      "name": who.name});
     let sent = conn
         .emit("join", &join, Some(1))
         .and_then(|()| conn.emit("getConnectedOperators", &Value::Null, Some(2)));
@@ -84,7 +97,7 @@ async fn operator(endpoint: &Endpoint, secret: &str, access: &Access) -> Result<
     }
     let refused = |code: &str| {
         if code == "unauthorized" {
-            format!("the target refused our operator token ({code}): {TOKEN_HINT}")
+            format!("the target refused our operator token ({code}): {token_hint}")
         } else {
             format!("the target refused our operator's join: {code}")
         }
@@ -94,29 +107,30 @@ async fn operator(endpoint: &Endpoint, secret: &str, access: &Access) -> Result<
             Err(_) => {
                 break Err(format!(
                     "our operator joined and asked for the operators list, and the target \
-                     answered nothing within {}s",
-                    ANSWER.as_secs()
+                     answered nothing within {}s: does it speak docs/PROTOCOL.md on this \
+                     Socket.IO namespace ({})? check [target] namespace",
+                    ANSWER.as_secs(),
+                    if endpoint.namespace.is_empty() {
+                        "/"
+                    } else {
+                        &endpoint.namespace
+                    }
                 ));
             }
             Ok(Err(e)) => {
                 break Err(format!(
                     "the target closed our operator's connection after its join ({e}): \
-                     {TOKEN_HINT}"
+                     {token_hint}"
                 ));
             }
             Ok(Ok(n)) => n,
         };
         match next {
-            Incoming::Ack(id, text) => {
-                let data: Value = wire::packet::ack_data(text.as_str())
-                    .and_then(|d| serde_json::from_str(d).ok())
-                    .unwrap_or(Value::Null);
-                match code_of(&data) {
-                    Some(code) => break Err(refused(&code)),
-                    None if id == 2 => break Ok(()),
-                    None => {}
-                }
-            }
+            Incoming::Ack(id, text) => match code_of(&ack_json(text.as_str())) {
+                Some(code) => break Err(refused(&code)),
+                None if id == 2 => break Ok(()),
+                None => {}
+            },
             Incoming::Event(text) => {
                 let Some((name, data)) = wire::packet::split_event(text.as_str()) else {
                     continue;
@@ -130,7 +144,7 @@ async fn operator(endpoint: &Endpoint, secret: &str, access: &Access) -> Result<
             }
             Incoming::Disconnect => {
                 break Err(format!(
-                    "the target disconnected our operator after its join: {TOKEN_HINT}"
+                    "the target disconnected our operator after its join: {token_hint}"
                 ));
             }
         }
@@ -145,10 +159,10 @@ async fn visitor(endpoint: &Endpoint, access: &Access) -> Result<(), String> {
     let options = access.browser().options(Transport::Upgrade, None, None);
     let mut conn = Connection::connect(endpoint, options)
         .await
-        .map_err(|e| connect_error("visitor", &e))?;
+        .map_err(|e| connect_error("visitor", &e, VISITOR_HINT))?;
     conn.upgrade()
         .await
-        .map_err(|e| connect_error("visitor", &e))?;
+        .map_err(|e| connect_error("visitor", &e, VISITOR_HINT))?;
     let join = json!({"role": "client", "username": "sim preflight"});
     conn.emit("join", &join, Some(1))
         .map_err(|e| format!("our visitor's join could not be sent: {e}"))?;
@@ -165,10 +179,7 @@ async fn visitor(endpoint: &Endpoint, access: &Access) -> Result<(), String> {
         };
         match next {
             Incoming::Ack(_, text) => {
-                let data: Value = wire::packet::ack_data(text.as_str())
-                    .and_then(|d| serde_json::from_str(d).ok())
-                    .unwrap_or(Value::Null);
-                break match code_of(&data) {
+                break match code_of(&ack_json(text.as_str())) {
                     Some(code) => Err(format!("the target refused our visitor's join: {code}")),
                     None => Ok(()),
                 };

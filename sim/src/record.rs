@@ -293,6 +293,13 @@ pub enum Record {
         /// When.
         at: Instant,
     },
+    /// A node answered a long-polling request of `socket` with "Session ID unknown".
+    SessionUnknown {
+        /// Connection.
+        socket: SocketKey,
+        /// When.
+        at: Instant,
+    },
     /// A scheduled fault could not be injected (its command failed): nothing it would have
     /// done is put down to it.
     FaultFailed {
@@ -324,6 +331,7 @@ impl Record {
             | Record::Fault { at, .. }
             | Record::FaultDone { at, .. }
             | Record::FaultFailed { at, .. }
+            | Record::SessionUnknown { at, .. }
             | Record::NetworkCut { at, .. } => Some(*at),
             Record::ConnectUnfinished { .. }
             | Record::SendFailed { .. }

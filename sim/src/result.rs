@@ -197,6 +197,18 @@ pub fn summary(result: &RunResult) -> String {
         "\n{verdict}  {} ({})",
         result.scenario.name, result.scenario.file
     );
+    let unknown = result
+        .counters
+        .get(reports::model::Counter::SessionsUnknown.name())
+        .copied()
+        .unwrap_or(0);
+    if unknown > 0 {
+        let _ = writeln!(
+            out,
+            "\nBROKEN SESSIONS  {}",
+            reports::counters::sessions_unknown_words(unknown)
+        );
+    }
     if result.target.insecure_tls {
         let _ = writeln!(
             out,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use relay::auth::OperatorIdentity;
 use reports::model::RunResult;
 use tokio::sync::{mpsc, watch};
 
@@ -170,6 +171,18 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
     target::check_open_files(&plan, shard.count)?;
     let started_wall = std::time::SystemTime::now();
     let running = target::start(&plan).await?;
+    let adversary_identities = running
+        .tokens
+        .spare(plan.operator_identities(), plan.adversary.is_some())
+        .map_err(|reason| RunError::Preflight {
+            url: running
+                .endpoints
+                .first()
+                .map(|e| e.addr.to_string())
+                .unwrap_or_default(),
+            reason,
+        })?
+        .map(<[_]>::to_vec);
 
     let (records_tx, records_rx) = mpsc::unbounded_channel::<Record>();
     let (phase_tx, phase_rx) = watch::channel(Phase::Sending);
@@ -197,7 +210,7 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
     let mut shared = Shared::new(
         records_tx,
         bot_endpoints,
-        running.secret.clone(),
+        running.tokens.clone(),
         plan.limits,
         phase_rx,
         pacer.handle(),
@@ -226,7 +239,8 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
         closing.clone(),
     ));
     let mut tasks = Vec::new();
-    for spec in bot_specs(&plan, tokio::time::Instant::from_std(start), shard) {
+    let issued = running.tokens.identities();
+    for spec in bot_specs(&plan, tokio::time::Instant::from_std(start), shard, issued) {
         tasks.push(tokio::spawn(bots::run(shared.clone(), spec)));
     }
     // one adversary per run: a sharded run's first shard carries it
@@ -240,7 +254,9 @@ pub async fn run_plan(plan: Plan, opts: RunOptions) -> Result<RunOutcome, RunErr
                 endpoint: running.endpoints[0].clone(),
                 nodes: running.endpoints.iter().map(|e| e.addr).collect(),
                 limits: shared.limits,
-                secret: running.secret.clone(),
+                tokens: running.tokens.clone(),
+                identities: adversary_identities.clone(),
+                access: running.access.clone(),
                 phase: shared.phase.clone(),
             }))
         });
@@ -372,8 +388,14 @@ async fn inject_faults(
 }
 
 /// Every bot of the plan with its arrival time: groups start together, each spreads its
-/// bots evenly over its ramp-up; operator tabs are bots sharing one identity.
-fn bot_specs(plan: &Plan, start: tokio::time::Instant, shard: Shard) -> Vec<BotSpec> {
+/// bots evenly over its ramp-up; operator tabs are bots sharing one identity (a tokens
+/// file's, in its order, when there is one).
+fn bot_specs(
+    plan: &Plan,
+    start: tokio::time::Instant,
+    shard: Shard,
+    issued: Option<&[OperatorIdentity]>,
+) -> Vec<BotSpec> {
     let mut rng = StdRng::seed_from_u64(plan.seed);
     let mut specs = Vec::new();
     let mut operators = 0u32;
@@ -386,7 +408,10 @@ fn bot_specs(plan: &Plan, start: tokio::time::Instant, shard: Shard) -> Vec<BotS
             let offset = group.ramp_up.mul_f64(f64::from(i) / f64::from(group.count));
             let identity = group.role.is_operator().then(|| {
                 operators += 1;
-                bots::identity(operators - 1, &mut rng)
+                let made = bots::identity(operators - 1, &mut rng);
+                issued
+                    .and_then(|w| w.get(operators as usize - 1).cloned())
+                    .unwrap_or(made)
             });
             let mine = i % shard.count == shard.index;
             for _tab in 0..group.tabs {

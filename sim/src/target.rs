@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use wire::Endpoint;
 
 use crate::access::Access;
+use crate::tokens::Tokens;
 
 use crate::run::RunError;
 use crate::scenario::{FaultAction, Plan, Target};
@@ -41,6 +42,8 @@ struct ClusterParts {
 pub struct Breaker {
     cluster: Option<Arc<Mutex<ClusterParts>>>,
     network: Option<Arc<crate::network::Control>>,
+    /// The target's URLs, by node, for fault commands.
+    urls: Vec<String>,
 }
 
 impl Breaker {
@@ -70,10 +73,19 @@ impl Breaker {
                 self.network()?.add(*toxic, *lasting);
                 Ok(())
             }
-            FaultAction::Command { run, .. } => {
-                let status = tokio::process::Command::new("sh")
+            FaultAction::Command { run, node, .. } => {
+                let mut command = tokio::process::Command::new("sh");
+                command
                     .arg("-c")
                     .arg(run)
+                    .stdin(std::process::Stdio::null());
+                if let Some(n) = node {
+                    command.env("SIM_NODE", (n + 1).to_string());
+                    if let Some(url) = self.urls.get(*n as usize) {
+                        command.env("SIM_NODE_URL", url);
+                    }
+                }
+                let status = command
                     .status()
                     .await
                     .map_err(|e| format!("cannot run {run:?}: {e}"))?;
@@ -131,13 +143,13 @@ impl Breaker {
     }
 }
 
-/// A running target: where bots connect, the secret operator tokens are signed with, and
+/// A running target: where bots connect, where operator tokens come from, and
 /// the embedded relay's stop switch.
 pub struct Running {
     /// Socket.IO endpoints, used in turn.
     pub endpoints: Vec<Endpoint>,
-    /// JWT secret.
-    pub secret: String,
+    /// Where operator tokens come from.
+    pub tokens: Arc<Tokens>,
     /// TLS trust and headers for the bots.
     pub access: Access,
     embedded: Option<Embedded>,
@@ -157,6 +169,7 @@ impl Running {
                 _ => None,
             },
             network: None,
+            urls: self.endpoints.iter().map(Endpoint::url).collect(),
         }
     }
 
@@ -210,7 +223,7 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
             }));
             Ok(Running {
                 endpoints: vec![Endpoint::new(addr, relay::config::DEFAULT_PATH)],
-                secret,
+                tokens: Arc::new(Tokens::hs256(&secret)),
                 access: Access::default(),
                 embedded: Some(Embedded::Single(tx, handle)),
             })
@@ -226,30 +239,35 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
                 })?;
             Ok(Running {
                 endpoints: vec![Endpoint::new(process.addr, relay::config::DEFAULT_PATH)],
-                secret,
+                tokens: Arc::new(Tokens::hs256(&secret)),
                 access: Access::default(),
                 embedded: Some(Embedded::Process(Box::new(process))),
             })
         }
         Target::External {
             urls,
-            jwt_secret,
+            credentials,
             reach,
         } => {
-            if jwt_secret.is_empty() {
-                return Err(RunError::Preflight {
-                    url: urls.join(", "),
-                    reason: "no secret to sign operator tokens with: set [target] jwt_secret \
-                             or jwt_secret_env in the scenario, or RELAY_JWT_SECRET"
-                        .into(),
-                });
-            }
+            // the adversary's witness and insiders come after the operators
+            let wanted = plan.operator_identities() + 2 * usize::from(plan.adversary.is_some());
+            let tokens =
+                Tokens::load(credentials, wanted)
+                    .await
+                    .map_err(|reason| RunError::Preflight {
+                        url: urls.join(", "),
+                        reason,
+                    })?;
+            let tokens = Arc::new(tokens);
             let mut endpoints = Vec::new();
             for url in urls {
-                let e = Endpoint::parse(url).map_err(|reason| RunError::Unreachable {
+                let mut e = Endpoint::parse(url).map_err(|reason| RunError::Unreachable {
                     url: url.clone(),
                     reason,
                 })?;
+                if !reach.namespace.is_empty() {
+                    e.namespace.clone_from(&reach.namespace);
+                }
                 endpoints.push(e);
             }
             let access = Access::new(reach, &endpoints).map_err(|e| RunError::Preflight {
@@ -257,7 +275,7 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
                 reason: e.to_string(),
             })?;
             for (url, e) in urls.iter().zip(&endpoints) {
-                crate::preflight::check(e, jwt_secret, &access)
+                crate::preflight::check(e, &tokens, &access)
                     .await
                     .map_err(|reason| RunError::Preflight {
                         url: url.clone(),
@@ -266,7 +284,7 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
             }
             Ok(Running {
                 endpoints,
-                secret: jwt_secret.clone(),
+                tokens,
                 access,
                 embedded: None,
             })
@@ -345,7 +363,7 @@ async fn start_cluster(plan: &Plan, relays: u32) -> Result<Running, RunError> {
             .iter()
             .map(|n| Endpoint::new(n.addr(), relay::config::DEFAULT_PATH))
             .collect(),
-        secret,
+        tokens: Arc::new(Tokens::hs256(&secret)),
         access: Access::default(),
         embedded: Some(Embedded::Cluster(Arc::new(Mutex::new(ClusterParts {
             nodes,

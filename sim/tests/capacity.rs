@@ -31,7 +31,7 @@ fn capacity(scenario: &Path, out: &Path, args: &[&str]) -> (std::process::Output
 }
 
 const CHAT: &str = r#"
-[relay]
+[limits]
 rate_limit_per_minute = 6000
 
 [[bots]]

@@ -12,7 +12,7 @@ use sim::run::{RunOptions, run};
 
 fn node(redis: &RedisServer) -> Node {
     let mut config = relay::Config::with_secret(common::SECRET);
-    config.rate_limit_per_minute = 60; // smoke's [relay] budget
+    config.rate_limit_per_minute = 60; // smoke's [limits] budget
     config.redis_url = Some(redis.url());
     Node::start(config, IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("relay node starts")
 }
@@ -69,7 +69,7 @@ async fn an_embedded_cluster_runs_on_a_redis_the_simulator_starts() {
     let smoke = std::fs::read_to_string(common::scenarios_dir().join("smoke.toml")).expect("smoke");
     let two = smoke
         .replace("duration = \"15s\"", "duration = \"6s\"")
-        .replace("[relay]", "[target]\nrelays = 2\n\n[relay]")
+        .replace("[limits]", "[target]\nrelays = 2\n\n[limits]")
         .replace("rate_limit.rejected.min = 1", "");
     std::fs::write(&scenario, two).expect("write");
     // REDIS_URL unset in tests: the simulator starts its own redis-server

@@ -234,3 +234,102 @@ async fn preflight_names_a_refused_or_missing_secret() {
         other => panic!("a missing secret was not named: {:?}", other.err()),
     }
 }
+
+/// A fault command learns its node (`SIM_NODE`, `SIM_NODE_URL`); `restart` brings a node
+/// back into rotation; a command that fails is a failed fault, in the verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_commands_know_their_node_and_a_failing_one_fails_the_run() {
+    let (addr, _stop) = common::relay(600).await;
+    let dir = common::temp_dir("fault-commands");
+    let seen = dir.join("seen");
+    // two names of one relay: two nodes to the simulator
+    let scenario = format!(
+        r#"[scenario]
+name = "fault commands"
+duration = "3s"
+drain = "1s"
+
+[target]
+urls = ["http://127.0.0.1:{port}/chat", "http://localhost:{port}/chat"]
+jwt_secret = "{secret}"
+
+[[faults]]
+at = "1s"
+restart = "echo $SIM_NODE $SIM_NODE_URL >> {seen}"
+node = 2
+
+[[faults]]
+at = "2s"
+restart = "echo nothing to restart >&2; exit 3"
+node = 1
+
+[[bots]]
+role = "operator"
+count = 2
+
+[[bots]]
+role = "client"
+count = 4
+messages_per_minute = 30
+"#,
+        port = addr.port(),
+        secret = common::SECRET,
+        seen = seen.display()
+    );
+    let path = dir.join("faults.toml");
+    std::fs::write(&path, scenario).expect("write scenario");
+    let r = run(RunOptions::new(&path, dir.join("out")))
+        .await
+        .expect("the run happens")
+        .result;
+    let said = std::fs::read_to_string(&seen).expect("the first command ran");
+    assert_eq!(
+        said.trim(),
+        format!("2 http://localhost:{}/chat", addr.port())
+    );
+    assert_eq!(r.counters["faults.failed"], 1, "{:?}", r.counters);
+    assert!(!r.passed, "a failed fault fails the run");
+    let why = &r.examples["faults.failed"][0].detail;
+    assert!(why.contains("exit status: 3"), "{why}");
+}
+
+/// A chat on a namespace of its own (`/support` on a Node socket.io server): smoke passes on
+/// all three transports with `[target] namespace`; without it the preflight says the target
+/// does not serve the namespace the bots asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_on_its_own_namespace_passes_and_a_wrong_namespace_is_named() {
+    let (_node, url) = common::node(
+        "chat-server.mjs",
+        &[
+            ("RATE_LIMIT_PER_MINUTE", "60"),
+            ("SOCKET_NAMESPACE", "/support"),
+        ],
+    )
+    .await;
+    let dir = common::temp_dir("namespace");
+    let smoke =
+        std::fs::read_to_string(common::scenarios_dir().join("smoke.toml")).expect("smoke.toml");
+    let with = |namespace: &str| {
+        let path = dir.join(format!("smoke{}.toml", namespace.replace('/', "-")));
+        let target = format!(
+            "[target]\nurl = {url:?}\njwt_secret = {:?}\n{namespace}\n\n",
+            common::SECRET
+        );
+        std::fs::write(&path, format!("{target}{smoke}")).expect("write scenario");
+        path
+    };
+    match run(RunOptions::new(with(""), dir.join("main"))).await {
+        Err(RunError::Preflight { reason, .. }) => {
+            assert!(reason.contains("check [target] namespace"), "{reason}");
+        }
+        other => panic!("a missing namespace was not named: {:?}", other.err()),
+    }
+    let path = with("namespace = \"/support\"");
+    let r = run(RunOptions::new(path, dir.join("support")))
+        .await
+        .expect("the run happens")
+        .result;
+    let failed: Vec<_> = r.thresholds.iter().filter(|t| !t.passed).collect();
+    assert!(r.passed, "failed: {failed:?}\nexamples: {:?}", r.examples);
+    assert!(r.counters["delivered"] > 10_000, "{:?}", r.counters);
+}

@@ -13,7 +13,7 @@ use common::fault_proxy::{self, Fault};
 use reports::model::{RunResult, Violation};
 use sim::run::{RunOptions, run};
 
-/// The budget smoke.toml promises (its `[relay]`).
+/// The budget smoke.toml promises (its `[limits]`).
 const BUDGET: u32 = 60;
 
 /// Runs smoke against the relay (with budget `budget`) behind `fault`.
@@ -86,7 +86,7 @@ name = "steady"
 duration = "20s"
 drain = "2s"
 
-[relay]
+[limits]
 rate_limit_per_minute = 60
 
 [[bots]]

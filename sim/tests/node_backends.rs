@@ -23,7 +23,7 @@ duration = "24s"
 drain = "2s"
 seed = 23
 
-[relay]
+[limits]
 rate_limit_per_minute = 60
 
 [reconnect]

@@ -1,6 +1,7 @@
 //! One Socket.IO connection: the Engine.IO handshake on either transport, the namespace
 //! connect, the upgrade from long-polling to WebSocket, and what the server sends.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::cookies::Cookies;
 use crate::dial::Dialer;
 use crate::endpoint::Endpoint;
 use crate::locals::Leg;
+use crate::namespace::{Namespace, Seen};
 use crate::packet::{self, Open, clip};
 use crate::polling::{self, Handshake, Session};
 use crate::tls;
@@ -96,6 +98,8 @@ pub struct Connection {
     open: Open,
     /// Opens its legs, and keeps their local ends and the first TLS handshake's figures.
     dialer: Dialer,
+    /// The namespace, when not `/`.
+    ns: Option<Namespace>,
     link: Link,
     /// Packets that arrived on the old transport during an upgrade.
     pending: VecDeque<Utf8Bytes>,
@@ -116,10 +120,12 @@ impl Connection {
     }
 
     async fn handshake(endpoint: &Endpoint, options: Options) -> Result<Self, WireError> {
+        let ns = Namespace::new(&endpoint.namespace);
         let connect = match &options.auth {
             Some(a) => format!("40{a}"),
             None => "40".to_owned(),
         };
+        let connect = on(ns.as_ref(), &connect).into_owned();
         let dialer = Dialer::new(endpoint, &options)?;
         match options.transport {
             Transport::Websocket => {
@@ -133,7 +139,9 @@ impl Connection {
                     let text = reader.next_text(&outbox).await?;
                     if text.as_str() == "2" {
                         outbox.send_texts(&["3"])?;
-                    } else if let Some(sid) = namespace_answer(text.as_str())? {
+                    } else if let Some(text) = off(ns.as_ref(), text.as_str())
+                        && let Some(sid) = namespace_answer(&text)?
+                    {
                         break sid;
                     }
                 };
@@ -141,6 +149,7 @@ impl Connection {
                     sid,
                     open,
                     dialer,
+                    ns,
                     link: Link::Ws { reader, outbox },
                     pending: VecDeque::new(),
                     heard: tokio::time::Instant::now(),
@@ -155,7 +164,11 @@ impl Connection {
                     for p in hs.poll().await? {
                         match p.as_str() {
                             "2" => hs.post("3").await?,
-                            s if sid.is_none() => sid = namespace_answer(s)?,
+                            s if sid.is_none() => {
+                                if let Some(s) = off(ns.as_ref(), s) {
+                                    sid = namespace_answer(&s)?;
+                                }
+                            }
                             _ => pending.push_back(p),
                         }
                     }
@@ -165,6 +178,7 @@ impl Connection {
                     sid: sid.unwrap_or_default(),
                     open,
                     dialer,
+                    ns,
                     link: Link::Polling(hs.start()),
                     pending,
                     heard: tokio::time::Instant::now(),
@@ -270,10 +284,13 @@ impl Connection {
 
     /// A handle to write packets with, from any thread.
     pub fn sender(&self) -> Sender {
-        Sender(match &self.link {
-            Link::Ws { outbox, .. } => Out::Ws(outbox.clone()),
-            Link::Polling(s) => Out::Polling(s.out.clone()),
-        })
+        Sender {
+            out: match &self.link {
+                Link::Ws { outbox, .. } => Out::Ws(outbox.clone()),
+                Link::Polling(s) => Out::Polling(s.out.clone()),
+            },
+            ns: self.ns.clone(),
+        }
     }
 
     /// Sends an event (see [`Sender::emit`]).
@@ -313,6 +330,14 @@ impl Connection {
                     text
                 }
             };
+            let text = match &self.ns {
+                None => text,
+                Some(ns) => match ns.incoming(text.as_str()) {
+                    Seen::Engine => text,
+                    Seen::Ours(packet) => Utf8Bytes::from(packet.into_owned()),
+                    Seen::Other => continue,
+                },
+            };
             let s = text.as_str();
             match s.as_bytes() {
                 [b'2', ..] => {
@@ -341,13 +366,29 @@ impl Connection {
     /// Leaves the namespace (`41`) and closes the transport (a WebSocket close frame, or
     /// Engine.IO's close packet over long-polling).
     pub async fn close(self) {
+        let leave = on(self.ns.as_ref(), "41");
         match self.link {
             Link::Ws { outbox, .. } => {
-                let _ = outbox.send_texts(&["41"]);
+                let _ = outbox.send_texts(&[&leave]);
                 outbox.close();
             }
-            Link::Polling(s) => s.close(&["41", "1"]).await,
+            Link::Polling(s) => s.close(&[&leave, "1"]).await,
         }
+    }
+}
+
+/// `packet` as it goes out on namespace `ns`.
+fn on<'a>(ns: Option<&Namespace>, packet: &'a str) -> Cow<'a, str> {
+    ns.map_or(Cow::Borrowed(packet), |ns| ns.outgoing(packet))
+}
+
+/// `packet` as if on `/` when it came on namespace `ns` (or is Engine.IO's); `None` when it
+/// belongs to another namespace.
+fn off<'a>(ns: Option<&Namespace>, packet: &'a str) -> Option<Cow<'a, str>> {
+    match ns.map(|ns| ns.incoming(packet)) {
+        None | Some(Seen::Engine) => Some(Cow::Borrowed(packet)),
+        Some(Seen::Ours(p)) => Some(p),
+        Some(Seen::Other) => None,
     }
 }
 
@@ -374,7 +415,11 @@ enum Out {
 /// over WebSocket the packets leave in one `write(2)` (or are queued when the kernel's
 /// buffer is full); over long-polling they are handed to the `POST` loop.
 #[derive(Clone)]
-pub struct Sender(Out);
+pub struct Sender {
+    out: Out,
+    /// The namespace its packets go to, when not `/`.
+    ns: Option<Namespace>,
+}
 
 impl Sender {
     /// Sends one raw Engine.IO packet (e.g. `42["x",1]`, `41`).
@@ -392,7 +437,16 @@ impl Sender {
     /// # Errors
     /// As [`Sender::send`].
     pub fn send_all(&self, packets: &[&str]) -> Result<(), WireError> {
-        match &self.0 {
+        if let Some(ns) = &self.ns {
+            let named: Vec<Cow<'_, str>> = packets.iter().map(|p| ns.outgoing(p)).collect();
+            let named: Vec<&str> = named.iter().map(AsRef::as_ref).collect();
+            return self.send_raw(&named);
+        }
+        self.send_raw(packets)
+    }
+
+    fn send_raw(&self, packets: &[&str]) -> Result<(), WireError> {
+        match &self.out {
             Out::Ws(outbox) => outbox.send_texts(packets),
             Out::Polling(tx) => tx
                 .send(polling::join(packets))
@@ -421,7 +475,7 @@ impl Sender {
     /// As [`Sender::send`]; a protocol error over long-polling, which this client only
     /// speaks in text.
     pub fn send_binary(&self, data: &[u8]) -> Result<(), WireError> {
-        match &self.0 {
+        match &self.out {
             Out::Ws(outbox) => outbox.send_binary(data),
             Out::Polling(_) => Err(WireError::Protocol(
                 "binary frames need the WebSocket transport".into(),
@@ -432,7 +486,7 @@ impl Sender {
     /// Closes the transport without leaving the namespace first: a WebSocket close frame,
     /// or Engine.IO's close packet over long-polling.
     pub fn close(&self) {
-        match &self.0 {
+        match &self.out {
             Out::Ws(outbox) => outbox.close(),
             Out::Polling(tx) => {
                 let _ = tx.send(Bytes::from_static(b"1"));

@@ -144,7 +144,7 @@ impl Dialer {
     /// The headers every request to `target` carries beyond its own: `Origin`, the
     /// configured extra headers, and the jar's cookies.
     pub(crate) fn headers(&self, target: &str) -> Vec<(String, String)> {
-        let mut out = Vec::with_capacity(self.options.headers.len() + 2);
+        let mut out = Vec::new(); // no allocation for a request with nothing to add
         if let Some(o) = &self.options.origin {
             out.push(("Origin".to_owned(), o.clone()));
         }

@@ -1,5 +1,5 @@
 //! Where a Socket.IO server listens: address, `Host` header, TLS server name, HTTP path and
-//! extra query parameters, from a URL.
+//! extra query parameters, from a URL; and the namespace to connect to.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 
@@ -19,6 +19,8 @@ pub struct Endpoint {
     /// Query parameters every Engine.IO request carries besides its own (`a=1&b=2`), as
     /// socket.io-client's `query` option sends them.
     pub query: String,
+    /// The Socket.IO namespace (`/` unless set; e.g. `/support`).
+    pub namespace: String,
 }
 
 impl Endpoint {
@@ -31,6 +33,7 @@ impl Endpoint {
             tls: false,
             server_name: addr.ip().to_string(),
             query: String::new(),
+            namespace: "/".to_owned(),
         }
     }
 
@@ -77,7 +80,19 @@ impl Endpoint {
             tls,
             server_name: host.to_owned(),
             query: query.to_owned(),
+            namespace: "/".to_owned(),
         })
+    }
+
+    /// The URL it was parsed from, as `http(s)://host:port/path[?query]`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let query = if self.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", self.query)
+        };
+        format!("{scheme}://{}{}{query}", self.host, self.path)
     }
 
     /// Request target of an Engine.IO request with `query` (`EIO=4&...`), the endpoint's

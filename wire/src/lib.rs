@@ -17,6 +17,7 @@ mod cookies;
 mod dial;
 mod endpoint;
 mod locals;
+mod namespace;
 pub mod packet;
 mod polling;
 pub mod tls;

@@ -7,13 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use relay::auth::{Claims, OperatorIdentity, sign_hs256};
+use relay::auth::{OperatorIdentity, Signer};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use wire::packet::split_event;
 use wire::{Connection, Endpoint, Incoming, Options, Sender, Transport, WireError};
 
+use crate::access::Access;
 use crate::scenario::Limits;
+use crate::tokens::Tokens;
 
 /// Marks adversary visitors' names: the chat's operators leave them alone.
 pub const ADVERSARY_TAG: &str = "#adversary#";
@@ -75,7 +77,11 @@ pub struct Arena {
     pub nodes: Vec<SocketAddr>,
     /// The limits the target is expected to enforce.
     pub limits: Limits,
-    secret: String,
+    tokens: Arc<Tokens>,
+    /// A tokens file's identities left for the adversary (witness first); `None`: any.
+    issued: Option<Vec<OperatorIdentity>>,
+    /// TLS trust and headers of the run.
+    access: Access,
     /// The witness operator's identity and socket id.
     pub operator: (OperatorIdentity, String),
     /// The witness visitor's socket id.
@@ -95,18 +101,25 @@ impl Arena {
         endpoint: Endpoint,
         nodes: Vec<SocketAddr>,
         limits: Limits,
-        secret: String,
+        tokens: Arc<Tokens>,
+        issued: Option<Vec<OperatorIdentity>>,
+        access: Access,
     ) -> Result<Self, String> {
         let log: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let who = OperatorIdentity {
-            operator_id: OPERATOR_BASE,
-            name: "Adversary Witness".into(),
-        };
+        let who = issued
+            .as_ref()
+            .and_then(|w| w.first().cloned())
+            .unwrap_or_else(|| OperatorIdentity {
+                operator_id: OPERATOR_BASE,
+                name: "Adversary Witness".into(),
+            });
         let mut arena = Self {
             endpoint,
             nodes,
             limits,
-            secret,
+            tokens,
+            issued,
+            access,
             operator: (who.clone(), String::new()),
             visitor: String::new(),
             log: log.clone(),
@@ -189,30 +202,46 @@ impl Arena {
         )
     }
 
-    /// A fresh operator identity of the adversary's own.
+    /// A fresh operator identity of the adversary's own (with a tokens file, the next of
+    /// its spare identities in turn).
     pub fn identity(&self) -> OperatorIdentity {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        OperatorIdentity {
-            operator_id: OPERATOR_BASE + 1 + n,
-            name: format!("Adversary {n}"),
+        match self.issued.as_deref() {
+            Some([_witness, insiders @ ..]) if !insiders.is_empty() => {
+                insiders[(n as usize) % insiders.len()].clone()
+            }
+            _ => OperatorIdentity {
+                operator_id: OPERATOR_BASE + 1 + n,
+                name: format!("Adversary {n}"),
+            },
         }
     }
 
     /// A valid token for `who`.
-    pub fn token(&self, who: &OperatorIdentity) -> String {
-        sign_hs256(self.secret.as_bytes(), &Claims::new(who, 3600))
+    ///
+    /// # Errors
+    /// None could be had (a tokens file without it, a failing command): `Io` with why.
+    pub fn token(&self, who: &OperatorIdentity) -> Result<String, WireError> {
+        self.tokens.token(who).map_err(WireError::Io)
     }
 
-    /// The secret the target checks tokens with.
-    pub fn secret(&self) -> &str {
-        &self.secret
+    /// What signs valid tokens here, if the simulator signs them itself.
+    pub fn signer(&self) -> Option<&Signer> {
+        self.tokens.signer()
     }
 
-    /// A WebSocket connection with `options`.
+    /// A connection with `options`, through the run's TLS trust and headers, with a
+    /// browser's own cookie jar unless `options` bring theirs.
     ///
     /// # Errors
     /// What the wire says.
-    pub async fn connect(&self, options: Options) -> Result<Connection, WireError> {
+    pub async fn connect(&self, mut options: Options) -> Result<Connection, WireError> {
+        let browser = self.access.browser().options(options.transport, None, None);
+        options.tls = options.tls.or(browser.tls);
+        options.cookies = options.cookies.or(browser.cookies);
+        if options.headers.is_empty() {
+            options.headers = browser.headers;
+        }
         Connection::connect(&self.endpoint, options).await
     }
 
@@ -240,8 +269,8 @@ impl Arena {
         who: &OperatorIdentity,
         transport: Transport,
     ) -> Result<Connection, WireError> {
-        self.operator_with_token(who, &self.token(who), transport)
-            .await
+        let token = self.token(who)?;
+        self.operator_with_token(who, &token, transport).await
     }
 
     /// A fresh operator of the adversary's own, joined with a valid token: an insider.

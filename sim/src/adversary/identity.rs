@@ -103,18 +103,22 @@ async fn second_join(arena: &Arena) -> Result<Outcome, String> {
     act_as_operator(arena, conn, since, Some(&who)).await
 }
 
-/// The token each bad-token attack presents for `who`.
-fn token(arena: &Arena, attack: Attack, who: &OperatorIdentity) -> String {
+/// The token each bad-token attack presents for `who`; `None` when it cannot be made here
+/// (an expired token needs the signing key, which a tokens file or command does not give).
+fn token(arena: &Arena, attack: Attack, who: &OperatorIdentity) -> Result<Option<String>, String> {
     let claims = Claims::new(who, 3600);
-    let valid = sign_hs256(arena.secret().as_bytes(), &claims);
+    let valid = arena.token(who).map_err(|e| e.to_string())?;
     let (signing_input, _) = valid.rsplit_once('.').unwrap_or((&valid, ""));
-    match attack {
+    Ok(Some(match attack {
         Attack::ForgedToken => format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(b"forged")),
         Attack::ExpiredToken => {
+            let Some(signer) = arena.signer() else {
+                return Ok(None);
+            };
             let mut old = claims;
             old.exp = old.iat.unwrap_or(0).saturating_sub(3600);
             old.iat = Some(old.exp.saturating_sub(3600));
-            sign_hs256(arena.secret().as_bytes(), &old)
+            signer.sign(&old)
         }
         Attack::AlgNoneToken => {
             let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
@@ -122,14 +126,21 @@ fn token(arena: &Arena, attack: Attack, who: &OperatorIdentity) -> String {
             format!("{header}.{payload}.")
         }
         _ => sign_hs256(b"a secret the target has never heard of", &claims),
-    }
+    }))
 }
 
 async fn bad_token(arena: &Arena, attack: Attack) -> Result<Outcome, String> {
     let since = Instant::now();
     let who = arena.identity();
+    let Some(token) = token(arena, attack, &who)? else {
+        return Ok(Outcome::NotJudged(
+            "an expired token needs the signing key; with tokens_file or token_command the \
+             simulator has none"
+                .into(),
+        ));
+    };
     let conn = match arena
-        .operator_with_token(&who, &token(arena, attack, &who), Transport::Websocket)
+        .operator_with_token(&who, &token, Transport::Websocket)
         .await
     {
         Ok(c) => c,

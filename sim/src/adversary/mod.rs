@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use relay::auth::OperatorIdentity;
 use reports::attacks::{Attack, Family};
 use reports::model::AttackReport;
 use tokio::sync::watch;
@@ -26,8 +27,10 @@ use wire::Endpoint;
 pub use arena::ADVERSARY_TAG;
 use arena::Arena;
 
+use crate::access::Access;
 use crate::bots::Phase;
 use crate::scenario::{Adversary, Limits};
+use crate::tokens::Tokens;
 use crate::watch as target_watch;
 
 /// Examples kept per attack.
@@ -54,8 +57,12 @@ pub struct Setup {
     pub nodes: Vec<SocketAddr>,
     /// Expected limits.
     pub limits: Limits,
-    /// JWT secret of valid tokens.
-    pub secret: String,
+    /// Where valid operator tokens come from.
+    pub tokens: Arc<Tokens>,
+    /// A tokens file's identities left for the adversary; `None`: any identity.
+    pub identities: Option<Vec<OperatorIdentity>>,
+    /// TLS trust and headers of the run.
+    pub access: Access,
     /// The run's phase: attacks stop when sending ends.
     pub phase: watch::Receiver<Phase>,
 }
@@ -68,7 +75,9 @@ pub async fn run(setup: Setup) -> Vec<AttackReport> {
         setup.endpoint.clone(),
         setup.nodes.clone(),
         setup.limits,
-        setup.secret.clone(),
+        setup.tokens.clone(),
+        setup.identities.clone(),
+        setup.access.clone(),
     )
     .await
     {

@@ -33,7 +33,7 @@ pub(super) async fn attempt(arena: &Arena, attack: Attack, n: u32) -> Result<Out
     }
     if attack == Attack::OtherNamespace {
         // the same socket opens /admin and speaks there as an operator and as a visitor
-        let token = arena.token(&who);
+        let token = arena.token(&who).unwrap_or_default();
         let sender = conn.sender();
         let join = json!(["join", {"role": "operator", "name": who.name,
                                    "operatorId": who.operator_id, "token": token}]);

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use relay::auth::{Claims, sign_hs256};
 use relay::protocol::event;
 use serde_json::json;
 use tokio::sync::watch;
@@ -128,10 +127,22 @@ async fn connect(
     let endpoint = &shared.endpoints[node];
     let source =
         (endpoint.addr.ip().is_loopback() && endpoint.addr.is_ipv4()).then(|| loopback_source(key));
-    let auth = spec.operator.as_ref().map(|who| {
-        let token = sign_hs256(shared.jwt_secret.as_bytes(), &Claims::new(who, 24 * 3600));
-        json!({ "token": token }).to_string()
-    });
+    let auth = match &spec.operator {
+        Some(who) => match shared.tokens.token(who) {
+            Ok(token) => Some(json!({ "token": token }).to_string()),
+            Err(error) => {
+                if counted {
+                    shared.record(Record::ConnectFailed {
+                        socket: key,
+                        error,
+                        at: std::time::Instant::now(),
+                    });
+                }
+                return None;
+            }
+        },
+        None => None,
+    };
     let options = browser.options(spec.group.transport, auth, source);
     match Connection::connect(endpoint, options).await {
         Ok(conn) => {
@@ -156,6 +167,7 @@ async fn connect(
             Some(conn)
         }
         Err(e) => {
+            session_unknown(shared, key, &e);
             if counted {
                 shared.record(Record::ConnectFailed {
                     socket: key,
@@ -165,6 +177,18 @@ async fn connect(
             }
             None
         }
+    }
+}
+
+/// Notes that `e` is a node's "Session ID unknown": a load balancer broke the session.
+fn session_unknown(shared: &Shared, socket: SocketKey, e: &WireError) {
+    if let WireError::Http { status: 400, body } = e
+        && body.contains("Session ID unknown")
+    {
+        shared.record(Record::SessionUnknown {
+            socket,
+            at: std::time::Instant::now(),
+        });
     }
 }
 
@@ -239,6 +263,7 @@ impl Life<'_> {
         }
         if group.transport == Transport::Upgrade {
             if let Err(e) = self.conn.upgrade().await {
+                session_unknown(self.shared, self.key, &e);
                 let since = broken(&e).then(std::time::Instant::now);
                 return self.lost(since);
             }
@@ -303,6 +328,7 @@ impl Life<'_> {
                         }
                     }
                     Err(e) => {
+                        session_unknown(self.shared, self.key, &e);
                         tracing::debug!(socket = self.key, sid = %self.conn.sid, error = %e, silent_ms = self.conn.last_heard().elapsed().as_millis() as u64, "connection lost");
                         // a broken transport broke at the latest when it was last heard, or
                         // when it began a send it never saw taken (a long-polling POST)

@@ -54,8 +54,8 @@ pub struct Shared {
     pub records: mpsc::UnboundedSender<Record>,
     /// Socket.IO endpoints; bots use them in turn.
     pub endpoints: Vec<Endpoint>,
-    /// JWT secret for operator tokens.
-    pub jwt_secret: String,
+    /// Operator tokens.
+    pub tokens: Arc<crate::tokens::Tokens>,
     /// The backend's expected limits.
     pub limits: Limits,
     /// Run phase.
@@ -86,7 +86,7 @@ impl Shared {
     pub fn new(
         records: mpsc::UnboundedSender<Record>,
         endpoints: Vec<Endpoint>,
-        jwt_secret: String,
+        tokens: Arc<crate::tokens::Tokens>,
         limits: Limits,
         phase: watch::Receiver<Phase>,
         pacer: PacerHandle,
@@ -97,7 +97,7 @@ impl Shared {
         Self {
             records,
             endpoints,
-            jwt_secret,
+            tokens,
             limits,
             phase,
             live: Arc::default(),
@@ -328,7 +328,7 @@ pub(crate) mod tests {
         let shared = Shared::new(
             tx,
             Vec::new(),
-            String::new(),
+            Arc::new(crate::tokens::Tokens::hs256("")),
             limits,
             phase_rx,
             pacer.handle(),

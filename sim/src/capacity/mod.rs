@@ -185,7 +185,7 @@ impl Searcher {
                 self.cap.max = most.max(self.cap.min);
                 self.notes.push(format!(
                     "the search stops at {:.2}×: beyond it a bot would send more than the rate \
-                     limit of {limit:.0} messages a minute ([relay] rate_limit_per_minute)",
+                     limit of {limit:.0} messages a minute ([limits] rate_limit_per_minute)",
                     self.cap.max
                 ));
             }

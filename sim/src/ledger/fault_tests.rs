@@ -212,6 +212,18 @@ fn a_fault_that_failed_kills_nothing() {
     assert_eq!(c["disconnected.unexpected"], 1, "{c:?}");
 }
 
+/// A node's "Session ID unknown" is counted apart, beside the broken connection's violation.
+#[test]
+fn sessions_a_balancer_broke_are_counted() {
+    let mut w = World::new();
+    for ms in [10, 20] {
+        let at = w.at(ms);
+        w.ledger.apply(Record::SessionUnknown { socket: 9, at });
+    }
+    let c = w.finish();
+    assert_eq!(c["sessions.unknown"], 2, "{c:?}");
+}
+
 #[test]
 fn a_slow_kill_is_timed_from_when_it_was_done() {
     // a `docker stop` that takes 8 s: the node's sockets close, and its departures are

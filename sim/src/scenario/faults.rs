@@ -65,6 +65,11 @@ impl Resolver<'_> {
             Target::Embedded { relays } => Some(*relays),
             Target::External { .. } | Target::Process => None,
         };
+        let nodes = match target {
+            Target::Embedded { relays } => *relays,
+            Target::External { urls, .. } => u32::try_from(urls.len()).unwrap_or(u32::MAX),
+            Target::Process => 1,
+        };
         let mut faults = Vec::with_capacity(raw.len());
         for (i, f) in raw.into_iter().enumerate() {
             let span = f.span();
@@ -82,6 +87,7 @@ impl Resolver<'_> {
                 + usize::from(f.restart_relay.is_some())
                 + usize::from(f.restart_redis.is_some())
                 + usize::from(f.command.is_some())
+                + usize::from(f.restart.is_some())
                 + usize::from(f.network_outage.is_some())
                 + usize::from(f.toxic.is_some());
             if set != 1 {
@@ -89,8 +95,11 @@ impl Resolver<'_> {
                     span,
                     format!("faults[{i}]"),
                     "needs exactly one of kill_relay, restart_relay, restart_redis, command, \
-                     network_outage, toxic",
+                     restart, network_outage, toxic",
                 ));
+            }
+            if let (Some(n), None, None) = (&f.node, &f.command, &f.restart) {
+                return Err(self.err(n.span(), field("node"), "is for command or restart"));
             }
             if let (Some(l), None) = (&f.lasting, &f.toxic) {
                 return Err(self.err(l.span(), field("lasting"), "is for a toxic"));
@@ -144,14 +153,40 @@ impl Resolver<'_> {
                 }
                 FaultAction::RestartRedis
             } else {
-                let run = f.command.map(Spanned::into_inner).unwrap_or_default();
+                let restart = f.restart.is_some();
+                let command = f
+                    .command
+                    .or(f.restart)
+                    .unwrap_or_else(|| Spanned::new(0..0, String::new()));
+                if command.get_ref().trim().is_empty() {
+                    let name = if restart { "restart" } else { "command" };
+                    return Err(self.err(command.span(), field(name), "is empty"));
+                }
                 let node = match f.node {
-                    Some(n) if *n.get_ref() == 0 => {
-                        return Err(self.err(n.span(), field("node"), "counts from 1"));
+                    Some(n) if *n.get_ref() == 0 || *n.get_ref() > nodes => {
+                        return Err(self.err(
+                            n.span(),
+                            field("node"),
+                            format!(
+                                "names a node of the target, 1 to {nodes} (the target has \
+                                 {nodes})"
+                            ),
+                        ));
+                    }
+                    None if restart => {
+                        return Err(self.err(
+                            command.span(),
+                            field("restart"),
+                            "brings a node back: name it with node = 1, 2, …",
+                        ));
                     }
                     n => n.map(|n| n.get_ref() - 1),
                 };
-                FaultAction::Command { run, node }
+                FaultAction::Command {
+                    run: command.into_inner(),
+                    node,
+                    restart,
+                }
             };
             faults.push(Fault { at, action });
         }

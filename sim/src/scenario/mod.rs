@@ -11,6 +11,7 @@ mod locate;
 mod network;
 mod raw;
 mod resolve;
+mod target;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -177,11 +178,37 @@ pub enum Target {
     External {
         /// Socket.IO URLs including the path, e.g. `http://127.0.0.1:3001/chat`.
         urls: Vec<String>,
-        /// JWT secret operator tokens are signed with.
-        jwt_secret: String,
+        /// How operators come by their tokens.
+        credentials: Credentials,
         /// How bots reach it: TLS trust and extra headers.
         reach: Reach,
     },
+}
+
+/// How the simulator comes by operator tokens for an external target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// Signed HS256 with this secret; empty when none was given (refused before connecting).
+    Secret(String),
+    /// Signed with the team's private key (PEM; RS256 or ES256, as the key says).
+    PrivateKey(PathBuf),
+    /// Issued beforehand: one line per operator, `id,name,token`.
+    TokensFile(PathBuf),
+    /// `sh -c` this; it prints the token of the operator in `SIM_OPERATOR_ID` and
+    /// `SIM_OPERATOR_NAME`.
+    Command(String),
+}
+
+impl Credentials {
+    /// The settings to check when the target refuses a token.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            Credentials::Secret(_) => "[target] jwt_secret / jwt_secret_env, or RELAY_JWT_SECRET",
+            Credentials::PrivateKey(_) => "--jwt-private-key / [target] jwt_private_key_file",
+            Credentials::TokensFile(_) => "[target] tokens_file",
+            Credentials::Command(_) => "[target] token_command",
+        }
+    }
 }
 
 /// How bots reach an external target beyond its URL.
@@ -191,6 +218,8 @@ pub struct Reach {
     pub trust: wire::tls::Trust,
     /// Headers every request carries (`[target.headers]`), e.g. an `Authorization`.
     pub headers: Vec<(String, String)>,
+    /// The Socket.IO namespace (`[target] namespace`; empty or `/`: the main one).
+    pub namespace: String,
 }
 
 /// The backend's limits as the simulator expects them (and configures the embedded relay with).
@@ -224,6 +253,8 @@ pub struct Threshold {
 pub struct Plan {
     /// File it came from.
     pub file: PathBuf,
+    /// What the user should change in the file, though it still works (a deprecated name).
+    pub warnings: Vec<String>,
     /// Name.
     pub name: String,
     /// One-line description.
@@ -238,7 +269,7 @@ pub struct Plan {
     pub target: Target,
     /// Expected (and, embedded, configured) limits.
     pub limits: Limits,
-    /// Browser origins the embedded relay allows (`[relay] cors_origin`; empty: any).
+    /// Browser origins the embedded relay allows (`[limits] cors_origin`; empty: any).
     pub cors_origin: Vec<String>,
     /// Bot groups.
     pub groups: Vec<Group>,
@@ -326,13 +357,15 @@ pub enum FaultAction {
     RestartRelay(u32),
     /// Kills the simulator's own Redis and starts a fresh, empty one on the same port.
     RestartRedis,
-    /// Runs a shell command (an external target's way to break something); `node` is the
-    /// endpoint (0-based) whose sockets it cuts, if any.
+    /// Runs a shell command (an external target's way to break something, or to mend it),
+    /// with `SIM_NODE` (1-based) and `SIM_NODE_URL` of `node` in its environment.
     Command {
         /// `sh -c` this.
         run: String,
-        /// The node it kills.
+        /// The node (0-based) it acts on, if any.
         node: Option<u32>,
+        /// It brings `node` back into rotation (`restart = "…"`) instead of killing it.
+        restart: bool,
     },
     /// The simulator's fault proxy cuts every connection and refuses new ones for this long.
     NetworkOutage(Duration),
@@ -350,8 +383,13 @@ impl FaultAction {
     pub fn kills(&self) -> Option<u32> {
         match self {
             FaultAction::KillRelay(n) => Some(*n),
-            FaultAction::Command { node, .. } => *node,
-            FaultAction::RestartRedis
+            FaultAction::Command {
+                node,
+                restart: false,
+                ..
+            } => *node,
+            FaultAction::Command { .. }
+            | FaultAction::RestartRedis
             | FaultAction::RestartRelay(_)
             | FaultAction::NetworkOutage(_)
             | FaultAction::Toxic { .. } => None,
@@ -362,12 +400,26 @@ impl FaultAction {
     pub fn revives(&self) -> Option<u32> {
         match self {
             FaultAction::RestartRelay(n) => Some(*n),
+            FaultAction::Command {
+                node,
+                restart: true,
+                ..
+            } => *node,
             _ => None,
         }
     }
 }
 
 impl Plan {
+    /// Operator identities the plan's bots take (tabs share one).
+    pub fn operator_identities(&self) -> usize {
+        self.groups
+            .iter()
+            .filter(|g| g.role.is_operator())
+            .map(|g| g.count as usize)
+            .sum()
+    }
+
     /// Sockets the plan holds open at its peak.
     pub fn peak_sockets(&self) -> u64 {
         self.groups
@@ -403,6 +455,8 @@ pub struct Overrides {
     /// The JWT secret for an external target, over the file's and the environment's
     /// (for embedding the simulator, e.g. in tests; the command line reads the environment).
     pub jwt_secret: Option<String>,
+    /// `--jwt-private-key`: sign operator tokens with this key (over the file's credentials).
+    pub jwt_private_key: Option<PathBuf>,
     /// `--ca-file`: trust this PEM file's certificates (over `[target] ca_file`).
     pub ca_file: Option<PathBuf>,
     /// `--insecure`: trust any certificate (over `[target] insecure`).

@@ -20,6 +20,9 @@ pub(super) struct RawScenario {
     #[serde(default)]
     pub target: Option<Spanned<RawTarget>>,
     #[serde(default)]
+    pub limits: Option<Spanned<RawLimits>>,
+    /// The old name of `[limits]`.
+    #[serde(default)]
     pub relay: Option<Spanned<RawLimits>>,
     #[serde(default)]
     pub bots: Option<Spanned<Vec<Spanned<RawGroup>>>>,
@@ -99,6 +102,8 @@ pub(super) struct RawFault {
     #[serde(default)]
     pub command: Option<Spanned<String>>,
     #[serde(default)]
+    pub restart: Option<Spanned<String>>,
+    #[serde(default)]
     pub node: Option<Spanned<u32>>,
     #[serde(default)]
     pub network_outage: Option<Spanned<HumanDuration>>,
@@ -135,6 +140,14 @@ pub(super) struct RawTarget {
     #[serde(default)]
     pub jwt_secret_env: Option<Spanned<String>>,
     #[serde(default)]
+    pub jwt_private_key_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub tokens_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub token_command: Option<Spanned<String>>,
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+    #[serde(default)]
     pub relays: Option<Spanned<u32>>,
     #[serde(default)]
     pub process: Option<Spanned<bool>>,
@@ -146,7 +159,7 @@ pub(super) struct RawTarget {
     pub headers: BTreeMap<String, Spanned<String>>,
 }
 
-/// `[relay]`.
+/// `[limits]` (formerly `[relay]`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLimits {

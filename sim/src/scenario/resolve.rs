@@ -11,15 +11,12 @@ use toml::Spanned;
 use toml::de::DeTable;
 
 use super::locate::{field_at, line_col};
-use super::raw::{Bound, RawGroup, RawLimits, RawRange, RawScenario, RawTarget, Thresholds};
+use super::raw::{Bound, RawGroup, RawLimits, RawRange, RawScenario, Thresholds};
 use super::{
-    ATTACKS_SUCCEEDED, Adversary, BotRole, Burst, Group, Limits, Overrides, Plan, Range, Reach,
-    ScenarioError, Target, ThinkTime, Threshold,
+    ATTACKS_SUCCEEDED, Adversary, BotRole, Burst, Group, Limits, Overrides, Plan, Range,
+    ScenarioError, ThinkTime, Threshold,
 };
 use crate::metrics::is_known_metric;
-
-/// Most embedded relay nodes a scenario may ask for.
-const MAX_EMBEDDED_RELAYS: u32 = 8;
 
 /// Drain after sending when the scenario names none.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(3);
@@ -33,7 +30,7 @@ pub(super) fn resolve(path: &Path, source: &str, o: &Overrides) -> Result<Plan, 
 }
 
 pub(super) struct Resolver<'a> {
-    path: &'a Path,
+    pub(super) path: &'a Path,
     source: &'a str,
 }
 
@@ -110,27 +107,30 @@ impl Resolver<'_> {
             }
         };
         let drain = meta.drain.map_or(DEFAULT_DRAIN, |d| d.get_ref().0);
-        let mut target = self.target(raw.target, &o.targets)?;
-        if let (Target::External { jwt_secret, .. }, Some(s)) = (&mut target, &o.jwt_secret) {
-            jwt_secret.clone_from(s);
-        }
-        if let Target::External { reach, .. } = &mut target {
-            if let Some(ca) = &o.ca_file {
-                if !ca.is_file() {
-                    return Err(ScenarioError::Override(format!(
-                        "--ca-file {}: no such file",
-                        ca.display()
-                    )));
-                }
-                reach.trust = wire::tls::Trust::CaFile(ca.clone());
+        let target = self.target(raw.target, o)?;
+        let mut warnings = Vec::new();
+        let (section, mut raw_limits) = match (raw.limits, raw.relay) {
+            (Some(_), Some(old)) => {
+                return Err(self.err(
+                    old.span(),
+                    "relay",
+                    "is the old name of [limits]: keep one of them",
+                ));
             }
-            if o.insecure {
-                reach.trust = wire::tls::Trust::Insecure;
+            (Some(l), None) => ("limits", l.into_inner()),
+            (None, Some(old)) => {
+                let (line, _) = super::locate::line_col(self.source, old.span().start);
+                warnings.push(format!(
+                    "{}:{line}: [relay] is deprecated: rename it [limits] (the same fields; \
+                     they are the target's limits, whichever backend runs)",
+                    self.path.display()
+                ));
+                ("relay", old.into_inner())
             }
-        }
-        let mut relay_section = raw.relay.map(Spanned::into_inner).unwrap_or_default();
-        let cors_origin = self.origins(std::mem::take(&mut relay_section.cors_origin))?;
-        let limits = self.limits(relay_section)?;
+            (None, None) => ("limits", RawLimits::default()),
+        };
+        let cors_origin = self.origins(section, std::mem::take(&mut raw_limits.cors_origin))?;
+        let limits = self.limits(section, raw_limits)?;
         let scale = match o.scale {
             Some(s) if !(s.is_finite() && s > 0.0 && s <= 1000.0) => {
                 return Err(ScenarioError::Override(format!(
@@ -192,169 +192,16 @@ impl Resolver<'_> {
             faults,
             network,
             capacity,
+            warnings,
         })
     }
 
-    fn target(
+    /// `[limits] cors_origin`: each like `https://chat.example[:port]`, or `*`.
+    fn origins(
         &self,
-        raw: Option<Spanned<RawTarget>>,
-        flags: &[String],
-    ) -> Result<Target, ScenarioError> {
-        let raw = raw.map(Spanned::into_inner);
-        for t in flags {
-            wire::Endpoint::parse(t)
-                .map_err(|e| ScenarioError::Override(format!("--target {e}")))?;
-        }
-        let mut urls: Vec<String> = flags.to_vec();
-        if urls.is_empty()
-            && let Some(t) = &raw
-        {
-            for (field, u) in t
-                .urls
-                .iter()
-                .map(|u| ("target.urls", u))
-                .chain(t.url.iter().map(|u| ("target.url", u)))
-            {
-                wire::Endpoint::parse(u.get_ref()).map_err(|m| self.err(u.span(), field, m))?;
-                urls.push(u.get_ref().clone());
-            }
-        }
-        let relays = raw.as_ref().and_then(|t| t.relays.as_ref());
-        if let Some(n) = relays {
-            if *n.get_ref() == 0 || *n.get_ref() > MAX_EMBEDDED_RELAYS {
-                return Err(self.err(
-                    n.span(),
-                    "target.relays",
-                    format!("must be 1 to {MAX_EMBEDDED_RELAYS}"),
-                ));
-            }
-            if !urls.is_empty() && flags.is_empty() {
-                return Err(self.err(
-                    n.span(),
-                    "target.relays",
-                    "starts embedded relays, so it cannot be combined with target.url(s)",
-                ));
-            }
-        }
-        if let Some(p) = raw.as_ref().and_then(|t| t.process.as_ref())
-            && *p.get_ref()
-            && flags.is_empty()
-        {
-            if !urls.is_empty() || relays.is_some_and(|n| *n.get_ref() > 1) {
-                return Err(self.err(
-                    p.span(),
-                    "target.process",
-                    "starts one relay process, so it cannot be combined with target.url(s) or relays",
-                ));
-            }
-            return Ok(Target::Process);
-        }
-        if urls.is_empty() {
-            return Ok(Target::Embedded {
-                relays: relays.map_or(1, |n| *n.get_ref()),
-            });
-        }
-        // file > the variable it names > RELAY_JWT_SECRET
-        let secret = match raw.as_ref().map(|t| (&t.jwt_secret, &t.jwt_secret_env)) {
-            Some((Some(s), _)) => s.clone(),
-            Some((None, Some(var))) => std::env::var(var.get_ref()).map_err(|_| {
-                self.err(
-                    var.span(),
-                    "target.jwt_secret_env",
-                    format!("environment variable {} is not set", var.get_ref()),
-                )
-            })?,
-            _ => std::env::var("RELAY_JWT_SECRET").unwrap_or_default(),
-        };
-        let reach = match raw {
-            Some(t) => self.reach(t)?,
-            None => Reach::default(),
-        };
-        Ok(Target::External {
-            urls,
-            jwt_secret: secret,
-            reach,
-        })
-    }
-
-    /// `path` as written in the scenario: relative to the scenario's folder.
-    fn relative(&self, path: &str) -> std::path::PathBuf {
-        let p = std::path::Path::new(path);
-        match self.path.parent() {
-            Some(dir) if p.is_relative() => dir.join(p),
-            _ => p.to_owned(),
-        }
-    }
-
-    /// `[target] ca_file`, `insecure` and `headers`.
-    fn reach(&self, t: RawTarget) -> Result<Reach, ScenarioError> {
-        let mut reach = Reach::default();
-        if let Some(ca) = &t.ca_file {
-            let path = self.relative(ca.get_ref());
-            if !path.is_file() {
-                return Err(self.err(
-                    ca.span(),
-                    "target.ca_file",
-                    format!("{}: no such file", path.display()),
-                ));
-            }
-            reach.trust = wire::tls::Trust::CaFile(path);
-        }
-        if let Some(i) = &t.insecure
-            && *i.get_ref()
-        {
-            if t.ca_file.is_some() {
-                return Err(self.err(
-                    i.span(),
-                    "target.insecure",
-                    "trusts any certificate, so it cannot be combined with target.ca_file",
-                ));
-            }
-            reach.trust = wire::tls::Trust::Insecure;
-        }
-        for (name, value) in t.headers {
-            let bad_name = name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if bad_name {
-                return Err(self.err(
-                    value.span(),
-                    format!("target.headers.{name}"),
-                    "is not an HTTP header name",
-                ));
-            }
-            let lower = name.to_ascii_lowercase();
-            if [
-                "host",
-                "connection",
-                "upgrade",
-                "content-length",
-                "transfer-encoding",
-            ]
-            .contains(&lower.as_str())
-                || lower.starts_with("sec-websocket-")
-            {
-                return Err(self.err(
-                    value.span(),
-                    format!("target.headers.{name}"),
-                    "is set by the client itself for each request",
-                ));
-            }
-            if value.get_ref().bytes().any(|b| b == b'\r' || b == b'\n') {
-                return Err(self.err(
-                    value.span(),
-                    format!("target.headers.{name}"),
-                    "a header value cannot hold a line break",
-                ));
-            }
-            reach.headers.push((name, value.into_inner()));
-        }
-        Ok(reach)
-    }
-
-    /// `[relay] cors_origin`: each like `https://chat.example[:port]`, or `*`.
-    fn origins(&self, raw: Vec<Spanned<String>>) -> Result<Vec<String>, ScenarioError> {
+        section: &str,
+        raw: Vec<Spanned<String>>,
+    ) -> Result<Vec<String>, ScenarioError> {
         raw.into_iter()
             .enumerate()
             .map(|(i, o)| {
@@ -369,7 +216,7 @@ impl Resolver<'_> {
                 } else {
                     Err(self.err(
                         o.span(),
-                        format!("relay.cors_origin[{i}]"),
+                        format!("{section}.cors_origin[{i}]"),
                         format!("{text:?} is not an origin like https://chat.example or *"),
                     ))
                 }
@@ -377,8 +224,9 @@ impl Resolver<'_> {
             .collect()
     }
 
-    fn limits(&self, raw: RawLimits) -> Result<Limits, ScenarioError> {
-        let at_least_one = |v: &Option<Spanned<u32>>, field: &str, default: u32| match v {
+    fn limits(&self, section: &str, raw: RawLimits) -> Result<Limits, ScenarioError> {
+        let field = |name: &str| format!("{section}.{name}");
+        let at_least_one = |v: &Option<Spanned<u32>>, field: String, default: u32| match v {
             Some(s) if *s.get_ref() == 0 => Err(self.err(s.span(), field, "must be at least 1")),
             Some(s) => Ok(*s.get_ref()),
             None => Ok(default),
@@ -386,12 +234,12 @@ impl Resolver<'_> {
         let limits = Limits {
             rate_limit_per_minute: at_least_one(
                 &raw.rate_limit_per_minute,
-                "relay.rate_limit_per_minute",
+                field("rate_limit_per_minute"),
                 relay::config::DEFAULT_RATE_LIMIT,
             )?,
             typing_rate_limit_per_minute: at_least_one(
                 &raw.typing_rate_limit_per_minute,
-                "relay.typing_rate_limit_per_minute",
+                field("typing_rate_limit_per_minute"),
                 relay::config::DEFAULT_TYPING_RATE_LIMIT,
             )?,
             max_payload_bytes: raw
@@ -407,7 +255,7 @@ impl Resolver<'_> {
         {
             return Err(self.err(
                 s.span(),
-                "relay.max_image_bytes",
+                field("max_image_bytes"),
                 "must not exceed max_payload_bytes",
             ));
         }
@@ -522,7 +370,7 @@ impl Resolver<'_> {
                     span,
                     f("image_bytes"),
                     format!(
-                        "sends images up to {} bytes, over relay.max_image_bytes ({}): the \
+                        "sends images up to {} bytes, over limits.max_image_bytes ({}): the \
                          target would rightly refuse them",
                         image_bytes.max, limits.max_image_bytes
                     ),
@@ -534,7 +382,7 @@ impl Resolver<'_> {
                     f("image_bytes"),
                     format!(
                         "images of {} bytes make events of about {encoded} bytes (base64), over \
-                         relay.max_payload_bytes ({}): the target would rightly refuse them",
+                         limits.max_payload_bytes ({}): the target would rightly refuse them",
                         image_bytes.max, limits.max_payload_bytes
                     ),
                 ));

@@ -1,7 +1,9 @@
 //! Scenario resolution: defaults, overrides, the default gate, and errors at the right place.
 
 use super::*;
-use crate::scenario::{ATTACKS_SUCCEEDED, FaultAction, Reconnect, Stream, Toxic, ToxicKind};
+use crate::scenario::{
+    ATTACKS_SUCCEEDED, Credentials, FaultAction, Reconnect, Stream, Target, Toxic, ToxicKind,
+};
 use reports::attacks::Attack;
 
 const GOOD: &str = r#"
@@ -153,18 +155,18 @@ fn images_over_the_targets_limits_are_refused_where_they_are_written() {
         "transport = \"polling\"",
         "transport = \"polling\"\nimage_fraction = 0.1\nimage_bytes = { min = 1000, max = 300000 }",
     );
-    let e = err(&format!("{src}\n[relay]\nmax_image_bytes = 200000\n"));
+    let e = err(&format!("{src}\n[limits]\nmax_image_bytes = 200000\n"));
     assert!(e.starts_with("s.toml:18:15: `bots[1].image_bytes`"), "{e}");
-    assert!(e.contains("over relay.max_image_bytes (200000)"), "{e}");
+    assert!(e.contains("over limits.max_image_bytes (200000)"), "{e}");
     // within the image limit, but its base64 over the event limit
     let e = err(&format!(
-        "{src}\n[relay]\nmax_payload_bytes = 350000\nmax_image_bytes = 300000\n"
+        "{src}\n[limits]\nmax_payload_bytes = 350000\nmax_image_bytes = 300000\n"
     ));
-    assert!(e.contains("over relay.max_payload_bytes (350000)"), "{e}");
+    assert!(e.contains("over limits.max_payload_bytes (350000)"), "{e}");
     // images that fit pass, and no images at all pass whatever their size
-    plan(&format!("{src}\n[relay]\nmax_image_bytes = 400000\n"));
+    plan(&format!("{src}\n[limits]\nmax_image_bytes = 400000\n"));
     plan(&format!(
-        "{}\n[relay]\nmax_image_bytes = 2000\n",
+        "{}\n[limits]\nmax_image_bytes = 2000\n",
         GOOD.replace(
             "transport = \"polling\"",
             "transport = \"polling\"\nimage_bytes = { min = 1000, max = 300000 }"
@@ -230,7 +232,7 @@ fn external_target_needs_a_proper_url() {
     let src =
         format!("{GOOD}\n[target]\nurl = \"http://127.0.0.1:3001/chat\"\njwt_secret = \"x\"\n");
     assert!(
-        matches!(plan(&src).target, Target::External { ref jwt_secret, .. } if jwt_secret == "x")
+        matches!(plan(&src).target, Target::External { credentials: Credentials::Secret(ref s), .. } if s == "x")
     );
 }
 
@@ -308,10 +310,35 @@ fn faults_and_reconnection_are_read_and_checked() {
     );
     let external = GOOD.replace(
         "[[bots]]\nrole = \"operator\"",
-        "[target]\nurl = \"http://127.0.0.1:9/chat\"\n\n[[faults]]\nat = \"1s\"\n\
-         command = \"true\"\nnode = 2\n\n[[bots]]\nrole = \"operator\"",
+        "[target]\nurls = [\"http://127.0.0.1:9/chat\", \"http://127.0.0.1:10/chat\"]\n\n\
+         [[faults]]\nat = \"1s\"\ncommand = \"true\"\nnode = 2\n\n[[bots]]\nrole = \"operator\"",
     );
     assert_eq!(plan(&external).faults[0].action.kills(), Some(1));
+    // `node` is one of the target's nodes; `restart` names the node it brings back
+    let e = err(&external.replace("node = 2", "node = 3"));
+    assert!(
+        e.contains("`faults[0].node`: names a node of the target, 1 to 2"),
+        "{e}"
+    );
+    let back = external.replace(
+        "command = \"true\"\nnode = 2",
+        "restart = \"true\"\nnode = 1",
+    );
+    let p = plan(&back);
+    assert_eq!(p.faults[0].action.revives(), Some(0));
+    assert_eq!(p.faults[0].action.kills(), None);
+    let e = err(&external.replace("command = \"true\"\nnode = 2", "restart = \"true\""));
+    assert!(e.contains("`faults[0].restart`: brings a node back"), "{e}");
+    let e = err(&external.replace("command = \"true\"\nnode = 2", "command = \" \""));
+    assert!(e.contains("`faults[0].command`: is empty"), "{e}");
+    let e = err(&external.replace(
+        "command = \"true\"\nnode = 2",
+        "network_outage = \"1s\"\nnode = 1",
+    ));
+    assert!(
+        e.contains("`faults[0].node`: is for command or restart"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -398,9 +425,9 @@ fn adversary_mistakes_name_the_field() {
     let e = err(&format!("{src}{ADVERSARY}"));
     assert!(e.contains("one adversary group per scenario"), "{e}");
     let e = err(&format!(
-        "{src}\n[relay]\ncors_origin = [\"chat.example\"]\n"
+        "{src}\n[limits]\ncors_origin = [\"chat.example\"]\n"
     ));
-    assert!(e.contains("`relay.cors_origin[0]`"), "{e}");
+    assert!(e.contains("`limits.cors_origin[0]`"), "{e}");
     let only = r#"
 [scenario]
 name = "t"
@@ -500,55 +527,29 @@ latency = "40ms""#,
     );
 }
 
-/// `[target] ca_file`, `insecure` and `headers`: checked at load, each error naming its
-/// field; `--insecure` over the file.
+/// `[limits]` holds the target's limits; `[relay]`, its old name, still works with a warning
+/// naming the line, and errors name the section as written; both at once are refused.
 #[test]
-fn tls_trust_and_headers_of_an_external_target() {
-    let with = |target: &str| GOOD.replacen("[scenario]", &format!("{target}\n[scenario]"), 1);
-    let base = "[target]\nurl = \"https://localhost:8443/chat\"\njwt_secret = \"x\"\n";
-    let p = plan(&with(&format!(
-        "{base}insecure = true\n[target.headers]\nAuthorization = \"Bearer abc\"\n"
-    )));
-    let Target::External { reach, .. } = p.target else {
-        panic!("external")
-    };
-    assert_eq!(reach.trust, wire::tls::Trust::Insecure);
-    assert_eq!(
-        reach.headers,
-        vec![("Authorization".into(), "Bearer abc".into())]
-    );
-    for (extra, field, says) in [
-        (
-            "ca_file = \"no/such.pem\"\n",
-            "target.ca_file",
-            "no such file",
-        ),
-        (
-            "[target.headers]\n\"Bad Name\" = \"x\"\n",
-            "target.headers.Bad Name",
-            "not an HTTP header name",
-        ),
-        (
-            "[target.headers]\nHost = \"x\"\n",
-            "target.headers.Host",
-            "set by the client",
-        ),
-    ] {
-        let e = resolve(
-            Path::new("s.toml"),
-            &with(&format!("{base}{extra}")),
-            &Overrides::default(),
-        )
-        .expect_err(field)
-        .to_string();
-        assert!(e.contains(field) && e.contains(says), "{e}");
-    }
-    let o = Overrides {
-        insecure: true,
-        ..Overrides::default()
-    };
-    let p = resolve(Path::new("s.toml"), &with(base), &o).expect("valid");
+fn limits_are_read_from_limits_or_from_relay_with_a_warning() {
+    let p = plan(&format!("{GOOD}\n[limits]\nrate_limit_per_minute = 42\n"));
+    assert_eq!(p.limits.rate_limit_per_minute, 42);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let old = format!("{GOOD}\n[relay]\nrate_limit_per_minute = 43\n");
+    let p = plan(&old);
+    assert_eq!(p.limits.rate_limit_per_minute, 43);
+    let line = old.lines().position(|l| l == "[relay]").expect("there") + 1;
+    assert_eq!(p.warnings.len(), 1);
     assert!(
-        matches!(p.target, Target::External { ref reach, .. } if reach.trust == wire::tls::Trust::Insecure)
+        p.warnings[0].starts_with(&format!(
+            "s.toml:{line}: [relay] is deprecated: rename it [limits]"
+        )),
+        "{:?}",
+        p.warnings
     );
+    let e = err(&format!("{GOOD}\n[relay]\nrate_limit_per_minute = 0\n"));
+    assert!(e.contains("`relay.rate_limit_per_minute`"), "{e}");
+    let e = err(&format!(
+        "{GOOD}\n[limits]\nrate_limit_per_minute = 1\n[relay]\nrate_limit_per_minute = 1\n"
+    ));
+    assert!(e.contains("old name of [limits]"), "{e}");
 }

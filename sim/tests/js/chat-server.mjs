@@ -112,6 +112,8 @@ const TYPING_RATE_LIMIT = envInt("TYPING_RATE_LIMIT_PER_MINUTE", 600);
 const MAX_PAYLOAD_BYTES = envInt("MAX_PAYLOAD_BYTES", 1_000_000);
 const MAX_IMAGE_BYTES = envInt("MAX_IMAGE_BYTES", 1_000_000);
 const PATH = process.env.SOCKET_PATH || "/chat";
+// The namespace the chat lives on (`/` unless SOCKET_NAMESPACE is set).
+const NAMESPACE = process.env.SOCKET_NAMESPACE || "/";
 const WORK_US = envInt("WORK_US_PER_MESSAGE", 0);
 const HOST = process.env.SOCKET_HOST || undefined;
 const PING_INTERVAL_MS = envInt("PING_INTERVAL_MS", 25_000);
@@ -230,7 +232,9 @@ if (WEAK.has("keeps_half_open")) {
   });
 }
 
-io.on("connection", (socket) => {
+const chat = io.of(NAMESPACE);
+
+chat.on("connection", (socket) => {
   connectedSockets += 1;
   const sid = socket.id;
   const handshakeToken = typeof socket.handshake.auth?.token === "string" ? socket.handshake.auth.token : undefined;
@@ -324,7 +328,7 @@ io.on("connection", (socket) => {
       messageId: id,
       timestamp: ts,
     });
-    io.to(to).emit("incomingOperatorMessage", toClient);
+    chat.to(to).emit("incomingOperatorMessage", toClient);
     socket.to(OPERATORS).emit("operatorMessageBroadcast", broadcast);
     return { messageId: id };
   }
@@ -343,7 +347,7 @@ io.on("connection", (socket) => {
     const to = field(req, "to", "string", true);
     const isTyping = field(req, "isTyping", "boolean", true);
     if (!clients.has(to)) throw new Refusal("unknown_client", `no connected client ${JSON.stringify(to)}`);
-    io.to(to).emit("operatorTyping", { isTyping });
+    chat.to(to).emit("operatorTyping", { isTyping });
     return {};
   }
 
@@ -434,11 +438,11 @@ io.on("connection", (socket) => {
         operatorSockets -= 1;
         if (entry.sockets.size === 0) {
           operators.delete(operatorId);
-          io.to(OPERATORS).except(sid).emit("operatorDisconnected", { operatorId, name: entry.name });
+          chat.to(OPERATORS).except(sid).emit("operatorDisconnected", { operatorId, name: entry.name });
         }
       }
     } else if (role === "client") {
-      if (clients.delete(sid)) io.to(OPERATORS).except(sid).emit("chatEnded", { clientId: sid });
+      if (clients.delete(sid)) chat.to(OPERATORS).except(sid).emit("chatEnded", { clientId: sid });
     }
   });
 });

@@ -35,6 +35,7 @@ impl Check for Connections {
                 }
             }
             Record::NetworkCut { .. } => cx.tally.count(Counter::NetworkCuts, 1),
+            Record::SessionUnknown { .. } => cx.tally.count(Counter::SessionsUnknown, 1),
             Record::FaultFailed { why, at, .. } => {
                 cx.tally.count(Counter::FaultsFailed, 1);
                 cx.tally
