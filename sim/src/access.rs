@@ -72,6 +72,7 @@ impl Browser {
             headers: self.headers.clone(),
             cookies: Some(self.cookies.clone()),
             tls: self.tls.clone(),
+            resume: None,
         }
     }
 }

@@ -106,11 +106,34 @@ async fn cluster_chat(faults: &'static str) -> RunResult {
 }
 
 async fn smoke(script: &str) -> RunResult {
-    let (_child, url) = common::node(script, &[("RATE_LIMIT_PER_MINUTE", "60")]).await;
-    let dir = common::temp_dir(&format!("node-{script}"));
+    smoke_with(script, &[]).await
+}
+
+async fn smoke_with(script: &str, env: &[(&str, &str)]) -> RunResult {
+    let switches: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
+    let dir = common::temp_dir(&format!("node-{script}-{}", switches.join("-")));
+    let mut env = env.to_vec();
+    env.push(("RATE_LIMIT_PER_MINUTE", "60"));
+    let (_child, url) = common::node(script, &env).await;
     let opts = RunOptions::new(common::scenarios_dir().join("smoke.toml"), dir)
         .against(url, common::SECRET);
     run(opts).await.expect("the run happens").result
+}
+
+/// With connection state recovery on, the server appends an offset to every broadcast event;
+/// the client takes it off, so the verdict is the same (it was 55,025 `malformed` before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correct_node_server_with_recovery_passes_smoke() {
+    let r = smoke_with("chat-server.mjs", &[("RECOVERY_MS", "60000")]).await;
+    let failed: Vec<_> = r.thresholds.iter().filter(|t| !t.passed).collect();
+    assert!(r.passed, "failed: {failed:?}\nexamples: {:?}", r.examples);
+    assert_eq!(
+        r.counters[Violation::Malformed.name()],
+        0,
+        "{:?}",
+        r.counters
+    );
+    assert!(r.counters["delivered"] > 10_000, "{:?}", r.counters);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,4 +289,107 @@ async fn a_node_cluster_passes_through_a_killed_node_and_each_fault_fails_on_its
             .all(|e| e.detail.contains("past the protocol's 10 s")),
         "{late:?}"
     );
+}
+
+/// Connection state recovery with a real socket.io 4.8 server (`connectionStateRecovery`):
+/// the client takes the offset off every event (so payloads parse), keeps the session's
+/// `pid`, and, its transport cut, reconnects with both; the server restores the socket (same
+/// id) and replays the message sent while it was away. A session the server does not know
+/// is not recovered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_recovers_its_session_from_a_node_server_with_recovery() {
+    use relay::auth::{Claims, OperatorIdentity, sign_hs256};
+    use std::time::Duration;
+    use wire::{Connection, Endpoint, Incoming, Options, Resume};
+
+    /// The data of the first event named `name` within 5 s.
+    async fn hear(conn: &mut Connection, name: &str) -> String {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(5), conn.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {name} within 5 s"))
+                .expect("connected");
+            if let Incoming::Event(text) = next {
+                let (event, data) = wire::packet::split_event(text.as_str()).expect("an event");
+                if event == name {
+                    let _: serde_json::Value = serde_json::from_str(data).expect("parses");
+                    return data.to_owned();
+                }
+            }
+        }
+    }
+
+    let (_child, url) = common::node("chat-server.mjs", &[("RECOVERY_MS", "60000")]).await;
+    let endpoint = Endpoint::parse(&url).expect("url");
+    let who = OperatorIdentity {
+        operator_id: 1,
+        name: "Ann".into(),
+    };
+    let token = sign_hs256(common::SECRET.as_bytes(), &Claims::new(&who, 600));
+    let auth = Some(serde_json::json!({ "token": token }).to_string());
+    let mut ann = Connection::connect(
+        &endpoint,
+        Options {
+            auth: auth.clone(),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("operator connects");
+    let join =
+        serde_json::json!({"role": "operator", "token": token, "operatorId": 1, "name": "Ann"});
+    ann.emit("join", &join, Some(1)).expect("join");
+    let visitor = Connection::connect(&endpoint, Options::default())
+        .await
+        .expect("visitor connects");
+    visitor
+        .emit(
+            "join",
+            &serde_json::json!({"role": "client", "username": "Vi"}),
+            None,
+        )
+        .expect("join");
+    hear(&mut ann, "newChat").await;
+    let resume = ann.resume().expect("the server offers recovery");
+    assert!(resume.offset.is_some(), "newChat carried an offset");
+    let sid = ann.sid.clone();
+    ann.sender().close(); // the transport breaks: no namespace goodbye
+    drop(ann);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let missed = serde_json::json!({"type": "text", "message": "sent while you were away"});
+    visitor
+        .emit("clientMessage", &missed, None)
+        .expect("message");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut back = Connection::connect(
+        &endpoint,
+        Options {
+            auth: auth.clone(),
+            resume: Some(resume.clone()),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("operator reconnects");
+    assert!(back.recovered(), "the server restored the session");
+    assert_eq!(back.sid, sid, "a recovered socket keeps its id");
+    let replayed = hear(&mut back, "incomingMessage").await;
+    assert!(replayed.contains("sent while you were away"), "{replayed}");
+
+    let unknown = Connection::connect(
+        &endpoint,
+        Options {
+            auth,
+            resume: Some(Resume {
+                pid: "no-such-session".into(),
+                offset: resume.offset,
+            }),
+            ..Options::default()
+        },
+    )
+    .await
+    .expect("connects anew");
+    assert!(!unknown.recovered());
+    assert_ne!(unknown.sid, sid);
 }

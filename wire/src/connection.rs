@@ -19,6 +19,7 @@ use crate::locals::Leg;
 use crate::namespace::{Namespace, Seen};
 use crate::packet::{self, Open, clip};
 use crate::polling::{self, Handshake, Session};
+use crate::recovery::{Resume, resume_auth, take_offset};
 use crate::tls;
 use crate::ws::{self, Outbox, Reader};
 
@@ -72,6 +73,9 @@ pub struct Options {
     /// TLS for an `https://` endpoint (see [`tls::Tls::for_client`]); `None`: the system's
     /// roots, with a session cache of its own.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The session of an earlier connection to recover (its `pid` and last offset go into
+    /// the connect's `auth`); `None`: a new session.
+    pub resume: Option<Resume>,
 }
 
 /// Something the server sent.
@@ -100,6 +104,11 @@ pub struct Connection {
     dialer: Dialer,
     /// The namespace, when not `/`.
     ns: Option<Namespace>,
+    /// The session's private id and the last offset received, when the server offers
+    /// connection state recovery.
+    session: Option<Resume>,
+    /// The server restored the session `Options::resume` named.
+    recovered: bool,
     link: Link,
     /// Packets that arrived on the old transport during an upgrade.
     pending: VecDeque<Utf8Bytes>,
@@ -121,7 +130,11 @@ impl Connection {
 
     async fn handshake(endpoint: &Endpoint, options: Options) -> Result<Self, WireError> {
         let ns = Namespace::new(&endpoint.namespace);
-        let connect = match &options.auth {
+        let auth = match &options.resume {
+            Some(r) => Some(resume_auth(options.auth.as_deref(), r)),
+            None => options.auth.clone(),
+        };
+        let connect = match &auth {
             Some(a) => format!("40{a}"),
             None => "40".to_owned(),
         };
@@ -135,23 +148,28 @@ impl Connection {
                 let open = Open::parse(reader.next_text(&outbox).await?.as_str())
                     .map_err(WireError::Protocol)?;
                 outbox.send_texts(&[&connect])?;
-                let sid = loop {
+                // a recovered session's missed events come before the connect answer
+                let mut pending = VecDeque::new();
+                let (sid, pid) = loop {
                     let text = reader.next_text(&outbox).await?;
                     if text.as_str() == "2" {
                         outbox.send_texts(&["3"])?;
-                    } else if let Some(text) = off(ns.as_ref(), text.as_str())
-                        && let Some(sid) = namespace_answer(&text)?
-                    {
-                        break sid;
+                    } else if let Some(local) = off(ns.as_ref(), text.as_str()) {
+                        if let Some(answer) = namespace_answer(&local)? {
+                            break answer;
+                        }
+                        pending.push_back(text);
                     }
                 };
                 Ok(Self {
+                    recovered: recovered(options.resume.as_ref(), pid.as_deref()),
+                    session: pid.map(|pid| Resume { pid, offset: None }),
                     sid,
                     open,
                     dialer,
                     ns,
                     link: Link::Ws { reader, outbox },
-                    pending: VecDeque::new(),
+                    pending,
                     heard: tokio::time::Instant::now(),
                 })
             }
@@ -159,14 +177,17 @@ impl Connection {
                 let mut hs = Handshake::open(&dialer).await?;
                 hs.post(&connect).await?;
                 let mut pending = VecDeque::new();
-                let mut sid = None;
-                while sid.is_none() {
+                let mut answer = None;
+                while answer.is_none() {
                     for p in hs.poll().await? {
                         match p.as_str() {
                             "2" => hs.post("3").await?,
-                            s if sid.is_none() => {
-                                if let Some(s) = off(ns.as_ref(), s) {
-                                    sid = namespace_answer(&s)?;
+                            s if answer.is_none() => {
+                                if let Some(local) = off(ns.as_ref(), s) {
+                                    answer = namespace_answer(&local)?;
+                                    if answer.is_none() {
+                                        pending.push_back(p);
+                                    }
                                 }
                             }
                             _ => pending.push_back(p),
@@ -174,8 +195,11 @@ impl Connection {
                     }
                 }
                 let open = hs.open.clone();
+                let (sid, pid) = answer.unwrap_or_default();
                 Ok(Self {
-                    sid: sid.unwrap_or_default(),
+                    recovered: recovered(options.resume.as_ref(), pid.as_deref()),
+                    session: pid.map(|pid| Resume { pid, offset: None }),
+                    sid,
                     open,
                     dialer,
                     ns,
@@ -268,6 +292,18 @@ impl Connection {
         self.dialer.locals.all()
     }
 
+    /// What a later connection presents to recover this one's session: its `pid` and the
+    /// offset of the last event received; `None` when the server offers no recovery.
+    pub fn resume(&self) -> Option<Resume> {
+        self.session.clone()
+    }
+
+    /// The server restored the session [`Options::resume`] named (same `pid` back): it
+    /// replays what was missed, and the socket keeps its id and rooms.
+    pub fn recovered(&self) -> bool {
+        self.recovered
+    }
+
     /// What its first TLS handshake took, and whether it resumed an earlier session of the
     /// same client; `None` over plain TCP.
     pub fn tls_handshake(&self) -> Option<tls::Handshake> {
@@ -343,7 +379,15 @@ impl Connection {
                 [b'2', ..] => {
                     let _ = self.sender().send(&format!("3{}", &s[1..]));
                 }
-                [b'4', b'2', ..] => return Ok(Incoming::Event(text)),
+                [b'4', b'2', ..] => {
+                    if let Some(session) = &mut self.session
+                        && let Some((packet, offset)) = take_offset(s)
+                    {
+                        session.offset = Some(offset);
+                        return Ok(Incoming::Event(Utf8Bytes::from(packet)));
+                    }
+                    return Ok(Incoming::Event(text));
+                }
                 [b'4', b'3', ..] => {
                     if let Some(id) = packet::ack_id(s) {
                         return Ok(Incoming::Ack(id, text));
@@ -392,8 +436,13 @@ fn off<'a>(ns: Option<&Namespace>, packet: &'a str) -> Option<Cow<'a, str>> {
     }
 }
 
-/// The socket id of a namespace connect answer; `None` for other packets.
-fn namespace_answer(text: &str) -> Result<Option<String>, WireError> {
+/// The server restored the session `resume` named: it answered with the same `pid`.
+fn recovered(resume: Option<&Resume>, pid: Option<&str>) -> bool {
+    resume.is_some_and(|r| Some(r.pid.as_str()) == pid)
+}
+
+/// The socket id and `pid` of a namespace connect answer; `None` for other packets.
+fn namespace_answer(text: &str) -> Result<Option<(String, Option<String>)>, WireError> {
     if let Some(body) = text.strip_prefix("40") {
         return packet::connect_answer(body)
             .map(Some)

@@ -20,12 +20,14 @@ mod locals;
 mod namespace;
 pub mod packet;
 mod polling;
+mod recovery;
 pub mod tls;
 mod ws;
 
 pub use connection::{Connection, HANDSHAKE_TIMEOUT, Incoming, Options, Sender, Transport};
 pub use cookies::Cookies;
 pub use endpoint::Endpoint;
+pub use recovery::Resume;
 pub use tungstenite::Utf8Bytes;
 
 /// Why a connection failed or a packet could not leave.

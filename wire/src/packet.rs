@@ -106,14 +106,17 @@ impl Open {
     }
 }
 
-/// The socket id in a namespace connect answer `40{"sid":...}`.
-pub(crate) fn connect_answer(body: &str) -> Result<String, String> {
+/// The socket id in a namespace connect answer `40{"sid":...}`, and the session's private id
+/// (`pid`) when the server offers connection state recovery.
+pub(crate) fn connect_answer(body: &str) -> Result<(String, Option<String>), String> {
     #[derive(serde::Deserialize)]
     struct Answer {
         sid: String,
+        #[serde(default)]
+        pid: Option<String>,
     }
     serde_json::from_str::<Answer>(body)
-        .map(|a| a.sid)
+        .map(|a| (a.sid, a.pid))
         .map_err(|e| format!("connect answer {:?}: {e}", clip(body)))
 }
 
@@ -165,7 +168,14 @@ mod tests {
         assert_eq!(o.sid, "abc");
         assert_eq!(o.upgrades, ["websocket"]);
         assert!(Open::parse("40").is_err());
-        assert_eq!(connect_answer(r#"{"sid":"s1"}"#), Ok("s1".to_owned()));
+        assert_eq!(
+            connect_answer(r#"{"sid":"s1"}"#),
+            Ok(("s1".to_owned(), None))
+        );
+        assert_eq!(
+            connect_answer(r#"{"sid":"s1","pid":"p1"}"#),
+            Ok(("s1".to_owned(), Some("p1".to_owned())))
+        );
         assert!(connect_answer("{}").is_err());
     }
 }

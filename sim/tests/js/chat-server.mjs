@@ -217,6 +217,10 @@ const io = new Server(httpServer, {
   // reflects any origin, with credentials, and sets no allowRequest), so in practice this flag
   // changes little: only the CORS headers of HTTP (polling) responses.
   cors: WEAK.has("any_origin") ? { origin: "*" } : { origin: true, credentials: true },
+  // RECOVERY_MS: connection state recovery (socket.io 4.6+), sessions kept this long
+  ...(process.env.RECOVERY_MS
+    ? { connectionStateRecovery: { maxDisconnectionDuration: Number(process.env.RECOVERY_MS), skipMiddlewares: true } }
+    : {}),
 });
 
 if (WEAK.has("keeps_half_open")) {
