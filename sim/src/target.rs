@@ -16,6 +16,10 @@ use crate::tokens::Tokens;
 use crate::run::RunError;
 use crate::scenario::{FaultAction, Plan, Target};
 
+/// How often issued tokens are checked for expiry, and how long before it they are renewed.
+const TOKEN_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+const TOKEN_MARGIN: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// What the simulator started itself.
 enum Embedded {
     /// One relay on this runtime: its stop switch and task.
@@ -259,6 +263,7 @@ pub async fn start(plan: &Plan) -> Result<Running, RunError> {
                         reason,
                     })?;
             let tokens = Arc::new(tokens);
+            tokens.keep_fresh(TOKEN_CHECK, TOKEN_MARGIN);
             let mut endpoints = Vec::new();
             for url in urls {
                 let mut e = Endpoint::parse(url).map_err(|reason| RunError::Unreachable {

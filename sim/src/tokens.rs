@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use relay::auth::{Claims, OperatorIdentity, Signer, claims_unverified};
@@ -34,6 +34,8 @@ pub struct Tokens {
     /// What to check when the target refuses one.
     setting: &'static str,
     made: Mutex<HashMap<u64, String>>,
+    /// The `token_command`, run again for tokens about to expire.
+    command: Option<String>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -51,6 +53,7 @@ impl Tokens {
             source: Source::Signer(Signer::hs256(secret.as_bytes())),
             setting: Credentials::Secret(String::new()).setting(),
             made: Mutex::default(),
+            command: None,
         }
     }
 
@@ -91,7 +94,53 @@ impl Tokens {
             source,
             setting,
             made: Mutex::new(made),
+            command: match credentials {
+                Credentials::Command(c) => Some(c.clone()),
+                _ => None,
+            },
         })
+    }
+
+    /// For a `token_command`: runs it again every `period` for each operator whose token
+    /// expires within `margin`, so reconnections late in a long run present a valid token.
+    /// The task ends with the tokens; nothing to do for other sources.
+    pub fn keep_fresh(self: &Arc<Self>, period: Duration, margin: Duration) {
+        let Some(command) = self.command.clone() else {
+            return;
+        };
+        let tokens = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(tokens) = tokens.upgrade() else {
+                    return;
+                };
+                tokens.refresh(&command, margin).await;
+            }
+        });
+    }
+
+    async fn refresh(&self, command: &str, margin: Duration) {
+        let soon = unix_now().saturating_add(margin.as_secs());
+        let due: Vec<u64> = self
+            .made
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, t)| expires_at(t).is_some_and(|exp| exp <= soon))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            match run_command(command, id).await {
+                Ok((_, token)) => {
+                    self.made
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(id, token);
+                }
+                Err(why) => tracing::warn!(%why, "an expiring operator token could not be renewed"),
+            }
+        }
     }
 
     /// What to check when the target refuses a token.
@@ -226,6 +275,25 @@ fn read_tokens_file(path: &Path) -> Result<Vec<(OperatorIdentity, String)>, Stri
         ));
     }
     Ok(out)
+}
+
+/// A token's `exp`, read without the key.
+fn expires_at(token: &str) -> Option<u64> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&json)
+        .ok()?
+        .get("exp")?
+        .as_u64()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Who a token says it speaks for, as far as can be told without the key.
@@ -410,6 +478,31 @@ mod tests {
             .await
             .expect_err("someone else's");
         assert!(e.contains("is for operator 5"), "{e}");
+    }
+
+    /// A command's token about to expire is fetched again while the run goes on.
+    #[tokio::test]
+    async fn a_commands_expiring_token_is_renewed() {
+        let (d, _) = file("");
+        let path = d.path().join("1");
+        let short = sign_hs256(b"k", &Claims::new(&who(1, "Cy"), 30));
+        std::fs::write(&path, &short).expect("write");
+        let command = format!("cat {}/$SIM_OPERATOR_ID", d.path().display());
+        let tokens = Arc::new(
+            Tokens::load(&Credentials::Command(command), 1)
+                .await
+                .expect("loads"),
+        );
+        let long = token(1, "Cy");
+        std::fs::write(&path, &long).expect("write");
+        tokens.keep_fresh(Duration::from_millis(20), Duration::from_secs(40));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokens.token(&who(1, "Cy")).as_deref() != Ok(long.as_str()) {
+            assert!(tokio::time::Instant::now() < deadline, "not renewed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(expires_at(&short).map(|e| e > 0), Some(true));
+        assert_eq!(expires_at("not.a-token"), None);
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ fn scenario(dir: &Path, target: &str, attacks: &[&str]) -> PathBuf {
         r#"{target}
 [scenario]
 name = "tokens"
-duration = "4s"
+duration = "7s"   # room for the witness and every attack on a loaded machine
 drain = "2s"
 
 [[bots]]
@@ -127,7 +127,11 @@ fn issued(id: u64, name: &str) -> String {
 
 fn assert_passed_with_attacks_blocked(r: &reports::model::RunResult, attacks: &[&str]) {
     let failed: Vec<_> = r.thresholds.iter().filter(|t| !t.passed).collect();
-    assert!(r.passed, "failed: {failed:?}\nexamples: {:?}", r.examples);
+    assert!(
+        r.passed,
+        "failed: {failed:?}\nexamples: {:?}\nattacks: {:?}",
+        r.examples, r.attacks
+    );
     assert!(r.counters["delivered"] >= 20, "{:?}", r.counters);
     for a in attacks {
         let report = r
