@@ -11,7 +11,7 @@ use common::{QUIET, client_at, operator_at};
 use relay::protocol::event;
 use serde_json::{Value, json};
 
-/// How long a dead node's sockets may linger in presence (README: "within 10 s").
+/// How long a dead node's sockets may linger in presence (docs/PROTOCOL.md: "within 10 s").
 const GHOST_BOUND: Duration = Duration::from_secs(10);
 
 /// How long cross-node delivery may take to come back after Redis restarts.

@@ -119,7 +119,7 @@ pub fn parse_slo(text: &str) -> Result<Threshold, String> {
     let metric = metric.trim();
     if !is_known_metric(metric) {
         return Err(format!(
-            "{text:?}: unknown metric `{metric}` (see the README's list of metrics)"
+            "{text:?}: unknown metric `{metric}` (see docs/simulator.md for the list of metrics)"
         ));
     }
     let limit: f64 = limit

@@ -461,7 +461,9 @@ impl Resolver<'_> {
                 return Err(self.err(
                     span,
                     field,
-                    format!("unknown metric `{metric}` (see the README's list of metrics)"),
+                    format!(
+                        "unknown metric `{metric}` (see docs/simulator.md for the list of metrics)"
+                    ),
                 ));
             }
             out.push(Threshold {
